@@ -1,0 +1,74 @@
+"""
+### nightrecs_daily
+
+Every night: gate the raw data, build Spark features, fine-tune the text two-tower model,
+embed the catalog, retrieve and rank with FAISS, gate the lists, publish them atomically.
+
+The run date is the run's logical date (events with `dt < date` are used); set the
+`run_date` Param to rerun another day by hand. A failed data-quality gate fails its task
+without retries, and nothing is published: the site keeps yesterday's lists.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+from airflow.sdk import Param, chain, dag, task
+from airflow.sdk.exceptions import AirflowFailException
+
+from tasks.layout import RunConfig
+from tasks.pipeline import STEPS, DataQualityError, run_step
+
+DEFAULTS = RunConfig(root=".", date="2000-01-01")
+
+
+@dag(
+    dag_id="nightrecs_daily",
+    schedule="@daily",
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"retries": 2, "retry_delay": dt.timedelta(minutes=5)},
+    tags=["nightrecs"],
+    doc_md=__doc__,
+    params={
+        "root": Param(os.environ.get("NIGHTRECS_ROOT", "/var/lib/nightrecs"), type="string",
+                      description="Data root: a local folder or s3://bucket/prefix."),
+        "run_date": Param(None, type=["null", "string"], format="date",
+                          description="Override the run date (YYYY-MM-DD); default: logical date."),
+        "top_n": Param(DEFAULTS.top_n, type="integer", minimum=1, maximum=1000,
+                       description="Items per user list."),
+        "train_steps": Param(DEFAULTS.train_steps, type="integer", minimum=0,
+                             description="Fine-tuning steps (0 keeps the base weights)."),
+        "skip_training": Param(DEFAULTS.skip_training, type="boolean",
+                               description="Reuse the newest earlier model instead of training."),
+    },
+)
+def nightrecs_daily():
+    @task
+    def resolve_config(**context) -> dict:
+        """Turn Params and the logical date into one small RunConfig dict for every step."""
+        p = context["params"]
+        when = context.get("logical_date") or context["dag_run"].run_after
+        cfg = RunConfig(root=p["root"], date=p["run_date"] or when.date().isoformat(),
+                        top_n=p["top_n"], train_steps=p["train_steps"],
+                        skip_training=p["skip_training"],
+                        base_model=os.environ.get("NIGHTRECS_BASE_MODEL") or None)
+        return cfg.to_dict()
+
+    def step_task(name: str):
+        @task(task_id=name)
+        def run(cfg: dict) -> dict:
+            try:
+                return run_step(name, RunConfig(**cfg))
+            except DataQualityError as e:  # bad data does not get better on retry
+                raise AirflowFailException(str(e)) from e
+
+        return run
+
+    cfg = resolve_config()
+    chain(*[step_task(name)(cfg) for name in STEPS])
+
+
+nightrecs_daily()

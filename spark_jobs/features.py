@@ -1,0 +1,176 @@
+"""Feature build: clean events, per-user histories, popularity, user/item features.
+
+Every transformation is a pure function of DataFrames so it can be unit-tested on tiny
+frames; :func:`run` only reads, calls them and writes.
+
+    spark-submit spark_jobs/features.py --raw RAW_DIR --out OUT_DIR --date YYYY-MM-DD
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+log = logging.getLogger(__name__)
+
+EVENT_WEIGHTS = {"view": 1.0, "click": 2.0, "add_to_cart": 3.0, "purchase": 4.0, "rating": 3.0}
+POPULARITY_HALF_LIFE_DAYS = 7.0
+HISTORY_MAX = 200
+OPTIONAL_EVENT_COLUMNS = {"value": T.DoubleType(), "session_id": T.StringType(),
+                          "query": T.StringType(), "event_id": T.StringType()}
+OUTPUTS = ("histories", "item_popularity", "user_features", "item_features", "exclusions")
+
+
+def conform_events(events: DataFrame) -> DataFrame:
+    """Contract columns only, optional ones added as typed nulls (extra columns ignored)."""
+    for name, typ in OPTIONAL_EVENT_COLUMNS.items():
+        if name not in events.columns:
+            events = events.withColumn(name, F.lit(None).cast(typ))
+    return events.select(
+        F.col("user_id").cast("string"), F.col("item_id").cast("string"),
+        F.col("event_type").cast("string"), F.col("ts").cast("timestamp"),
+        F.col("value").cast("double"), F.col("session_id").cast("string"),
+        F.col("query").cast("string"), F.col("event_id").cast("string"),
+    )
+
+
+def deduplicate(events: DataFrame) -> DataFrame:
+    """One row per ``event_id``; events without an id are keyed by user/item/type/ts."""
+    key = F.coalesce(
+        F.concat(F.lit("id:"), F.col("event_id")),
+        F.concat_ws("|", "user_id", "item_id", "event_type", F.col("ts").cast("string")),
+    )
+    return events.withColumn("_key", key).dropDuplicates(["_key"]).drop("_key")
+
+
+def split_known_items(events: DataFrame, catalog: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """(events whose item is in the catalog, the rest with a ``reason`` column)."""
+    ids = catalog.select("item_id").distinct()
+    known = events.join(ids, "item_id", "left_semi")
+    unknown = events.join(ids, "item_id", "left_anti").withColumn(
+        "reason", F.lit("item_id not in catalog"))
+    return known, unknown
+
+
+def with_weights(events: DataFrame) -> DataFrame:
+    w = F.lit(1.0)
+    for name, weight in EVENT_WEIGHTS.items():
+        w = F.when(F.col("event_type") == name, F.lit(weight)).otherwise(w)
+    return events.withColumn("weight", w)
+
+
+def user_histories(events: DataFrame, max_len: int = HISTORY_MAX) -> DataFrame:
+    """Per user, distinct items ordered by last interaction (oldest first, newest last)
+    with their strongest event weight; capped at the ``max_len`` most recent."""
+    per_item = with_weights(events).groupBy("user_id", "item_id").agg(
+        F.max("ts").alias("last_ts"), F.max("weight").alias("weight"))
+    ordered = per_item.groupBy("user_id").agg(
+        F.sort_array(F.collect_list(F.struct("last_ts", "item_id", "weight"))).alias("h"))
+    h = F.slice(F.col("h"), F.greatest(F.size("h") - max_len + 1, F.lit(1)), max_len)
+    return ordered.select(
+        "user_id",
+        h.getField("item_id").alias("item_ids"),
+        h.getField("weight").alias("weights"),
+        F.element_at(h.getField("last_ts"), -1).alias("last_ts"),
+    )
+
+
+def item_popularity(events: DataFrame, run_date: str) -> DataFrame:
+    """Event-weighted, time-decayed popularity (half-life 7 days before the run date)."""
+    age_days = F.datediff(F.to_date(F.lit(run_date)), F.to_date("ts"))
+    decay = F.pow(F.lit(0.5), age_days / F.lit(POPULARITY_HALF_LIFE_DAYS))
+    return (
+        with_weights(events)
+        .groupBy("item_id")
+        .agg(F.sum(F.col("weight") * decay).alias("score"),
+             F.countDistinct("user_id").alias("n_users"),
+             F.count(F.lit(1)).alias("n_events"))
+    )
+
+
+def user_features(events: DataFrame) -> DataFrame:
+    counts = [F.sum(F.when(F.col("event_type") == t, 1).otherwise(0)).alias(f"n_{t}")
+              for t in EVENT_WEIGHTS]
+    return events.groupBy("user_id").agg(
+        F.count(F.lit(1)).alias("n_events"), F.countDistinct("item_id").alias("n_items"),
+        F.min("ts").alias("first_ts"), F.max("ts").alias("last_ts"), *counts)
+
+
+def item_features(events: DataFrame, catalog: DataFrame) -> DataFrame:
+    """Catalog items with interaction counts (zero for items nobody touched)."""
+    counts = [F.sum(F.when(F.col("event_type") == t, 1).otherwise(0)).alias(f"n_{t}")
+              for t in EVENT_WEIGHTS]
+    stats = events.groupBy("item_id").agg(F.min("ts").alias("first_seen"), *counts)
+    base = catalog.select("item_id")
+    return base.join(stats, "item_id", "left").fillna(0, subset=[f"n_{t}" for t in EVENT_WEIGHTS])
+
+
+def exclusions(events: DataFrame) -> DataFrame:
+    """(user, item) pairs never to recommend again: bought or rated."""
+    return (events.where(F.col("event_type").isin("purchase", "rating"))
+            .select("user_id", "item_id").distinct())
+
+
+def build(events: DataFrame, catalog: DataFrame, run_date: str) -> dict[str, DataFrame]:
+    """All feature tables from raw events (already restricted to ``dt < run_date``)."""
+    clean = deduplicate(conform_events(events))
+    known, unknown = split_known_items(clean, catalog)
+    known = known.cache()
+    return {
+        "histories": user_histories(known),
+        "item_popularity": item_popularity(known, run_date),
+        "user_features": user_features(known),
+        "item_features": item_features(known, catalog),
+        "exclusions": exclusions(known),
+        "quarantine_events": unknown,
+    }
+
+
+def read_events(spark: SparkSession, events_dir: str, run_date: str) -> DataFrame:
+    """Every ``dt=`` partition strictly before the run date."""
+    return (spark.read.option("basePath", events_dir).parquet(events_dir)
+            .where(F.col("dt") < F.lit(run_date).cast("date")).drop("dt"))
+
+
+def run(spark: SparkSession, raw_dir: str, out_dir: str, run_date: str,
+        quarantine_dir: str) -> dict[str, int]:
+    """Read raw tables, build features, write Parquet; returns row counts."""
+    catalog = spark.read.parquet(f"{raw_dir}/catalog")
+    events = read_events(spark, f"{raw_dir}/events", run_date)
+    tables = build(events, catalog, run_date)
+    counts: dict[str, int] = {}
+    for name, df in tables.items():
+        path = quarantine_dir if name == "quarantine_events" else f"{out_dir}/{name}"
+        df.write.mode("overwrite").parquet(path)
+        counts[name] = spark.read.parquet(path).count()
+    if counts["quarantine_events"]:
+        log.warning("quarantined %d events for items not in the catalog: %s",
+                    counts["quarantine_events"], quarantine_dir)
+    log.info("features for %s: %s", run_date, counts)
+    return counts
+
+
+def main(argv: list[str] | None = None) -> None:
+    from spark_jobs.session import get_spark
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--raw", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--quarantine", required=True)
+    p.add_argument("--date", required=True)
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    spark = get_spark("nightrecs-features")
+    try:
+        run(spark, str(Path(a.raw)), a.out, a.date, a.quarantine)
+    finally:
+        spark.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""Reading the shared inputs of the model steps: catalog text, vectors, histories."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from models.two_tower import item_text
+from tasks import layout
+from tasks.storage import Root
+
+
+def load_catalog(root: Root) -> pd.DataFrame:
+    """Catalog with ``text`` (the item tower's input) and ``in_stock`` (null = true)."""
+    cat = root.read_parquet(layout.RAW_CATALOG).sort_values("item_id", ignore_index=True)
+    for col in ("description", "category", "brand"):
+        if col not in cat.columns:
+            cat[col] = None
+    cat["in_stock"] = cat["in_stock"].fillna(True).astype(bool) if "in_stock" in cat else True
+    cat["text"] = [item_text(*r) for r in cat[["title", "category", "brand", "description"]].itertuples(index=False)]
+    return cat
+
+
+def load_histories(root: Root, date: str, item_index: dict[str, int]) -> pd.DataFrame:
+    """Per-user histories as lists of catalog row indices, oldest first."""
+    h = root.read_parquet(layout.features(date, "histories"), columns=["user_id", "item_ids"])
+    h["items"] = [[item_index[i] for i in ids if i in item_index] for ids in h["item_ids"]]
+    return h[["user_id", "items"]]
+
+
+def write_vectors(root: Root, key: str, id_col: str, ids: list[str], vectors: np.ndarray) -> None:
+    dim = vectors.shape[1]
+    flat = pa.array(vectors.astype(np.float32).ravel(), type=pa.float32())
+    table = pa.table({id_col: pa.array(ids, pa.string()),
+                      "vector": pa.FixedSizeListArray.from_arrays(flat, dim)})
+    root.write_parquet(key, table)
+
+
+def read_vectors(root: Root, key: str, id_col: str) -> tuple[list[str], np.ndarray]:
+    t = root.read_arrow(key)
+    col = t.column("vector").combine_chunks()
+    dim = col.type.list_size
+    return t.column(id_col).to_pylist(), col.flatten().to_numpy().reshape(-1, dim)

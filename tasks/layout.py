@@ -1,0 +1,84 @@
+"""Where everything lives under a data root, and the settings of one run.
+
+The raw contract (``raw/``) is written by the shop; everything else is ours. Keeping the
+key layout in one module means a reader (the site, ``nightrecs recs``) and the writers
+can never disagree about it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import asdict, dataclass
+
+RAW_CATALOG = "raw/catalog"
+RAW_USERS = "raw/users"
+RAW_EVENTS = "raw/events"
+RECS = "recs"
+RECS_LATEST = "recs/LATEST"
+
+_PARTITION = re.compile(r"dt=(\d{4}-\d{2}-\d{2})")
+
+
+def features(date: str, table: str = "") -> str:
+    return f"features/{date}/{table}".rstrip("/")
+
+
+def quarantine(date: str, table: str) -> str:
+    return f"quarantine/{date}/{table}"
+
+
+def model_dir(date: str) -> str:
+    return f"models/{date}"
+
+
+def embeddings(date: str, name: str = "") -> str:
+    return f"embeddings/{date}/{name}".rstrip("/")
+
+
+def staging(date: str) -> str:
+    return f"staging/{date}/recs.parquet"
+
+
+def recs_run(run_id: str) -> str:
+    return f"{RECS}/runs/{run_id}"
+
+
+def event_partition_date(key: str) -> str | None:
+    """The ``YYYY-MM-DD`` of a ``raw/events/dt=YYYY-MM-DD/...`` key, else None."""
+    m = _PARTITION.search(key)
+    return m.group(1) if m else None
+
+
+def parse_date(value: str) -> str:
+    """Validate a run date; returns it as ``YYYY-MM-DD``."""
+    try:
+        return dt.date.fromisoformat(value).isoformat()
+    except ValueError as e:
+        raise ValueError(f"run date must be YYYY-MM-DD, got {value!r}") from e
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Settings of one nightly run; the DAG's Params and the CLI's flags map onto it."""
+
+    root: str
+    date: str
+    top_n: int = 20
+    train_steps: int = 100
+    skip_training: bool = False
+    batch_size: int = 32
+    learning_rate: float = 3e-5
+    history_len: int = 10
+    base_model: str | None = None  # a local model folder; None = the packaged all-MiniLM-L6-v2
+    seed: int = 13
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "date", parse_date(self.date))
+        if self.top_n < 1:
+            raise ValueError(f"top_n must be >= 1, got {self.top_n}")
+        if self.train_steps < 0:
+            raise ValueError(f"train_steps must be >= 0, got {self.train_steps}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,49 @@
+"""The nightly steps in DAG order; the DAG and ``nightrecs run`` both use this list.
+
+Steps are looked up by name and imported on first use, so parsing the DAG file does not
+import torch, Spark or Great Expectations.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+from typing import Callable
+
+from expectations.errors import DataQualityError
+from tasks.layout import RunConfig
+
+__all__ = ["STEPS", "DataQualityError", "get_step", "run_pipeline", "run_step"]
+
+log = logging.getLogger(__name__)
+
+Step = Callable[[RunConfig], dict]
+
+# step name -> module in tasks/ that defines a function of that name
+STEPS: dict[str, str] = {
+    "validate_raw": "tasks.validate_raw",
+    "build_features": "tasks.features",
+    "train_model": "tasks.train",
+    "embed_catalog": "tasks.embed",
+    "retrieve": "tasks.retrieve",
+    "validate_recs": "tasks.validate_recs",
+    "publish": "tasks.publish",
+}
+
+
+def get_step(name: str) -> Step:
+    return getattr(importlib.import_module(STEPS[name]), name)
+
+
+def run_step(name: str, cfg: RunConfig) -> dict:
+    start = time.perf_counter()
+    log.info("step %s: start (root=%s, date=%s)", name, cfg.root, cfg.date)
+    result = get_step(name)(cfg)
+    log.info("step %s: done in %.1f s", name, time.perf_counter() - start)
+    return result
+
+
+def run_pipeline(cfg: RunConfig) -> dict[str, dict]:
+    """Run every step in order, in this process; stops at the first failure."""
+    return {name: run_step(name, cfg) for name in STEPS}
