@@ -37,9 +37,9 @@ class TrainConfig:
     lr: float = 3e-5
     warmup_steps: int = 10
     temperature: float = 0.05
-    history_len: int = 10
+    history_len: int = 6
     max_item_tokens: int = 64
-    max_user_tokens: int = 128
+    max_user_tokens: int = 64
     seed: int = 13
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from models.two_tower import encode, user_text
+from models.two_tower import TrainConfig, encode, user_text
 from tasks import layout
 from tasks.catalog import load_catalog, load_histories, write_vectors
 from tasks.layout import RunConfig
@@ -21,13 +21,14 @@ def embed_catalog(cfg: RunConfig) -> dict:
     catalog = load_catalog(root)
     tower = load_model(root, cfg.date)
     version = model_meta(root, cfg.date)["version"]
-    items = encode(tower, catalog["text"].tolist(), max_tokens=64, desc="embed items")
+    tokens = TrainConfig()
+    items = encode(tower, catalog["text"].tolist(), tokens.max_item_tokens, desc="embed items")
     index = {item: i for i, item in enumerate(catalog["item_id"])}
     hist = load_histories(root, cfg.date, index)
     hist = hist[hist["items"].map(len) > 0]
     titles = catalog["title"].tolist()
     texts = [user_text([titles[i] for i in h], cfg.history_len) for h in hist["items"]]
-    users = encode(tower, texts, max_tokens=128, desc="embed users")
+    users = encode(tower, texts, tokens.max_user_tokens, desc="embed users")
     write_vectors(root, layout.embeddings(cfg.date, "items.parquet"), "item_id",
                   catalog["item_id"].tolist(), items)
     write_vectors(root, layout.embeddings(cfg.date, "users.parquet"), "user_id",

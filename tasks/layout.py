@@ -65,11 +65,11 @@ class RunConfig:
     root: str
     date: str
     top_n: int = 20
-    train_steps: int = 100
+    train_steps: int = 50
     skip_training: bool = False
     batch_size: int = 32
     learning_rate: float = 3e-5
-    history_len: int = 10
+    history_len: int = 6
     base_model: str | None = None  # a local model folder; None = the packaged all-MiniLM-L6-v2
     seed: int = 13
 

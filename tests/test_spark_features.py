@@ -1,0 +1,100 @@
+"""The feature transformations on tiny hand-made frames."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from spark_jobs import features as F
+
+
+@pytest.fixture(scope="module")
+def spark():
+    from spark_jobs.session import get_spark
+
+    s = get_spark("nightrecs-tests", master="local[2]")
+    yield s
+    s.stop()
+
+
+def ts(day: int, hour: int = 12) -> dt.datetime:
+    return dt.datetime(2026, 3, day, hour)
+
+
+@pytest.fixture
+def events(spark):
+    rows = [
+        # user, item, type, ts, event_id
+        ("u1", "a", "view", ts(1), "e1"),
+        ("u1", "a", "view", ts(1), "e1"),          # exact duplicate id
+        ("u1", "b", "view", ts(2), None),
+        ("u1", "b", "view", ts(2), None),          # duplicate without id
+        ("u1", "a", "purchase", ts(3), "e3"),
+        ("u1", "c", "click", ts(4), "e4"),
+        ("u2", "b", "rating", ts(5), "e5"),
+        ("u2", "zz", "view", ts(5), "e6"),         # item not in catalog
+    ]
+    return spark.createDataFrame(rows, "user_id string, item_id string, event_type string, ts timestamp, event_id string")
+
+
+@pytest.fixture
+def catalog(spark):
+    return spark.createDataFrame([("a",), ("b",), ("c",), ("d",)], "item_id string")
+
+
+def test_conform_adds_optional_columns(events):
+    out = F.conform_events(events)
+    assert out.columns == ["user_id", "item_id", "event_type", "ts", "value", "session_id", "query", "event_id"]
+
+
+def test_deduplicate_by_id_then_by_content(events):
+    assert F.deduplicate(F.conform_events(events)).count() == 6
+
+
+def test_unknown_items_are_quarantined_not_lost(events, catalog):
+    known, unknown = F.split_known_items(F.conform_events(events), catalog)
+    assert known.count() + unknown.count() == events.count()
+    bad = unknown.collect()
+    assert [(r.item_id, r.reason) for r in bad] == [("zz", "item_id not in catalog")]
+
+
+def test_histories_ordered_by_last_interaction_and_capped(events, catalog):
+    known, _ = F.split_known_items(F.deduplicate(F.conform_events(events)), catalog)
+    h = {r.user_id: r for r in F.user_histories(known).collect()}
+    # u1: b (day 2), a (last touched day 3 by the purchase), c (day 4)
+    assert h["u1"].item_ids == ["b", "a", "c"]
+    assert h["u1"].weights == [1.0, 4.0, 2.0]
+    capped = {r.user_id: r.item_ids for r in F.user_histories(known, max_len=2).collect()}
+    assert capped["u1"] == ["a", "c"]
+
+
+def test_exclusions_are_bought_or_rated(events, catalog):
+    known, _ = F.split_known_items(F.conform_events(events), catalog)
+    pairs = sorted((r.user_id, r.item_id) for r in F.exclusions(known).collect())
+    assert pairs == [("u1", "a"), ("u2", "b")]
+
+
+def test_popularity_decays_with_age(spark):
+    rows = [("u1", "old", "view", ts(1)), ("u2", "old", "view", ts(1)),
+            ("u1", "new", "view", ts(9))]
+    ev = F.conform_events(spark.createDataFrame(rows, "user_id string, item_id string, event_type string, ts timestamp"))
+    pop = {r.item_id: r for r in F.item_popularity(ev, "2026-03-10").collect()}
+    assert pop["old"].n_events == 2 and pop["new"].n_events == 1
+    assert pop["new"].score > pop["old"].score  # 1 fresh view beats 2 views 9 days old
+    assert pop["new"].score == pytest.approx(0.5 ** (1 / 7))
+
+
+def test_item_features_cover_whole_catalog(events, catalog):
+    known, _ = F.split_known_items(F.conform_events(events), catalog)
+    rows = {r.item_id: r for r in F.item_features(known, catalog).collect()}
+    assert set(rows) == {"a", "b", "c", "d"}
+    assert rows["d"].n_view == 0 and rows["a"].n_purchase == 1
+
+
+def test_run_reads_only_partitions_before_the_date(spark, shop):
+    out, q = shop / "features", shop / "quarantine"
+    counts = F.run(spark, str(shop / "raw"), str(out), "2026-03-05", str(q))
+    last = spark.read.parquet(str(out / "user_features")).agg({"last_ts": "max"}).first()[0]
+    assert last < dt.datetime(2026, 3, 5)
+    assert counts["histories"] > 0 and counts["quarantine_events"] == 0
