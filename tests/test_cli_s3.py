@@ -1,0 +1,63 @@
+"""The CLI against a real S3 server: demo data, a full run, reading lists back."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tasks.storage import open_root
+from tests.conftest import REPO, SHOP_DATE
+
+
+def nightrecs(*args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tasks.cli", *args], cwd=REPO,
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=900)
+
+
+def test_run_and_read_on_s3(s3_env, tiny_model, tmp_path):
+    root = f"s3://{s3_env['bucket']}/shop"
+    env = {k: v for k, v in s3_env.items() if k != "bucket"}
+    made = nightrecs("demo-data", "--root", root, "--users", "80", "--items", "40", "--days", "6",
+                     "--end-date", SHOP_DATE, env=env)
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout)["users"] == 80
+
+    run = nightrecs("run", "--root", root, "--date", SHOP_DATE, "--top-n", "7",
+                    "--train-steps", "2", "--base-model", tiny_model, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert json.loads(run.stdout.splitlines()[-1])["users"] == 80
+
+    got = nightrecs("recs", "get", "--root", root, "u000003", env=env)
+    assert got.returncode == 0, got.stderr
+    row = json.loads(got.stdout)
+    assert row["user_id"] == "u000003" and len(row["items"]) == 7
+
+    out = tmp_path / "all.jsonl"
+    exported = nightrecs("recs", "export", "--root", root, "--out", str(out), env=env)
+    assert exported.returncode == 0, exported.stderr
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(lines) == 80 and row in lines
+
+    # everything lives in the bucket: features, model, lists, reports
+    s3 = open_root(root)
+    for prefix in ("features", "models", "embeddings", "recs/runs", "reports"):
+        assert s3.list(prefix), prefix
+    assert s3.exists("recs/LATEST")
+
+
+def test_unknown_user_and_bad_date_exit_non_zero(published_shop):
+    assert nightrecs("recs", "get", "--root", str(published_shop), "nobody", env={}).returncode == 1
+    bad = nightrecs("run", "--root", str(published_shop), "--date", "22/11/2026", env={})
+    assert bad.returncode == 1 and "YYYY-MM-DD" in bad.stderr
+
+
+def test_bad_input_exits_2_with_the_reason(shop):
+    import pandas as pd
+
+    path = shop / "raw/catalog/part-00000.parquet"
+    pd.read_parquet(path).drop(columns=["title"]).to_parquet(path)
+    res = nightrecs("run", "--root", str(shop), "--date", SHOP_DATE, env={})
+    assert res.returncode == 2
+    assert "raw/catalog/part-00000.parquet: missing required column 'title'" in res.stderr
