@@ -26,7 +26,6 @@ import pandas as pd
 from tasks import layout
 from tasks.layout import RunConfig
 from tasks.storage import Root, open_root
-from tasks.train import model_meta
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +50,7 @@ def to_lines(recs: pd.DataFrame) -> dict[str, str]:
 def publish(cfg: RunConfig) -> dict:
     root = open_root(cfg.root)
     recs = root.read_parquet(layout.staging(cfg.date))
+    embeddings_meta = json.loads(root.read_text(layout.embeddings(cfg.date, "meta.json")))
     lines = to_lines(recs)
     num_shards = max(1, math.ceil(len(lines) / USERS_PER_SHARD))
     now = dt.datetime.now(dt.UTC)
@@ -68,7 +68,7 @@ def publish(cfg: RunConfig) -> dict:
                        "sha256": hashlib.sha256(body).hexdigest()})
     manifest = {
         "run_id": run_id, "run_date": cfg.date, "created_at": now.isoformat(),
-        "model_version": model_meta(root, cfg.date)["version"], "top_n": cfg.top_n,
+        "model_version": embeddings_meta["model_version"], "top_n": cfg.top_n,
         "users": len(lines), "rows": len(recs), "format": "jsonl",
         "num_shards": num_shards, "shard_key": "crc32(utf-8 user_id) % num_shards",
         "shards": shards,
