@@ -93,19 +93,21 @@ def item_popularity(events: DataFrame, run_date: str) -> DataFrame:
     )
 
 
+def _type_counts() -> list:
+    """One ``n_<event_type>`` count column per event type, for a groupBy().agg()."""
+    return [F.sum(F.when(F.col("event_type") == t, 1).otherwise(0)).alias(f"n_{t}")
+            for t in EVENT_WEIGHTS]
+
+
 def user_features(events: DataFrame) -> DataFrame:
-    counts = [F.sum(F.when(F.col("event_type") == t, 1).otherwise(0)).alias(f"n_{t}")
-              for t in EVENT_WEIGHTS]
     return events.groupBy("user_id").agg(
         F.count(F.lit(1)).alias("n_events"), F.countDistinct("item_id").alias("n_items"),
-        F.min("ts").alias("first_ts"), F.max("ts").alias("last_ts"), *counts)
+        F.min("ts").alias("first_ts"), F.max("ts").alias("last_ts"), *_type_counts())
 
 
 def item_features(events: DataFrame, catalog: DataFrame) -> DataFrame:
     """Catalog items with interaction counts (zero for items nobody touched)."""
-    counts = [F.sum(F.when(F.col("event_type") == t, 1).otherwise(0)).alias(f"n_{t}")
-              for t in EVENT_WEIGHTS]
-    stats = events.groupBy("item_id").agg(F.min("ts").alias("first_seen"), *counts)
+    stats = events.groupBy("item_id").agg(F.min("ts").alias("first_seen"), *_type_counts())
     base = catalog.select("item_id")
     return base.join(stats, "item_id", "left").fillna(0, subset=[f"n_{t}" for t in EVENT_WEIGHTS])
 
