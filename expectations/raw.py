@@ -1,7 +1,8 @@
 """The raw data contract and the GX suites that gate it.
 
 ``CONTRACT`` is the single definition of the raw tables (README's data contract): the
-schema check and the suites below both derive from it.
+per-file schema check and the suites below both derive from it. Row-level problems are
+quarantined; only table-level problems (no rows, an empty day) stop the run outright.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ import great_expectations.expectations as gxe
 import pandas as pd
 import pyarrow as pa
 
-from expectations.core import new_suite
+from expectations.core import new_suite, severity
 
 EVENT_TYPES = ["view", "click", "add_to_cart", "purchase", "rating"]
-EARLIEST_TS = pd.Timestamp("1990-01-01", tz="UTC")
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,27 @@ _KIND_CHECKS = {
 }
 
 
+@dataclass(frozen=True)
+class RawRules:
+    """Thresholds of the raw gate (all configurable per run)."""
+
+    first_event_date: str = "1990-01-01"
+    rating_min: float = 0.5
+    rating_max: float = 5.0
+    volume_low: float = 0.2   # the newest day must have >= low x trailing 7-day median ...
+    volume_high: float = 5.0  # ... and <= high x that median
+    volume_severity: str = "warn"
+
+
+ARROW_TYPES = {"string": pa.string(), "timestamp": pa.timestamp("us", tz="UTC"),
+               "double": pa.float64(), "bool": pa.bool_()}
+
+
+def contract_schema(table: str) -> pa.Schema:
+    """The exact Arrow schema of a validated table (timestamps in UTC microseconds)."""
+    return pa.schema([(c.name, ARROW_TYPES[c.kind]) for c in CONTRACT[table]])
+
+
 def schema_problems(table: str, schema: pa.Schema) -> list[str]:
     """Missing required columns and contract columns of the wrong type, in words."""
     problems = []
@@ -67,43 +88,56 @@ def schema_problems(table: str, schema: pa.Schema) -> list[str]:
     return problems
 
 
-def contract_columns(table: str, schema: pa.Schema) -> list[str]:
-    """The contract's columns present in ``schema`` (extra columns are ignored)."""
-    return [c.name for c in CONTRACT[table] if c.name in schema.names]
-
-
-def _warn(**kw) -> dict:
-    return {"meta": {"severity": "warn"}, **kw}
+def extra_columns(table: str, schema: pa.Schema) -> list[str]:
+    known = {c.name for c in CONTRACT[table]}
+    return [n for n in schema.names if n not in known]
 
 
 def catalog_suite() -> gx.ExpectationSuite:
     suite = new_suite("raw_catalog")
-    suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column="item_id"))
-    suite.add_expectation(gxe.ExpectColumnValuesToBeUnique(column="item_id"))
-    suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column="title"))
-    suite.add_expectation(gxe.ExpectColumnValueLengthsToBeBetween(column="title", min_value=1))
+    q = severity("quarantine")
     suite.add_expectation(gxe.ExpectTableRowCountToBeBetween(min_value=1))
-    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(
-        column="price", min_value=0, **_warn()))
+    suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column="item_id", **q))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeUnique(column="item_id", **q))
+    suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column="title", **q))
+    suite.add_expectation(gxe.ExpectColumnValueLengthsToBeBetween(column="title", min_value=1, **q))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="price", min_value=0, **q))
     return suite
 
 
 def users_suite() -> gx.ExpectationSuite:
     suite = new_suite("raw_users")
-    suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column="user_id"))
-    suite.add_expectation(gxe.ExpectColumnValuesToBeUnique(column="user_id"))
+    q = severity("quarantine")
+    suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column="user_id", **q))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeUnique(column="user_id", **q))
     return suite
 
 
-def events_suite(run_date: str) -> gx.ExpectationSuite:
-    """Events used by a run on ``run_date``: all of them strictly before that day
-    (one day of slack for clocks on the partition boundary)."""
-    latest = pd.Timestamp(run_date, tz="UTC") + pd.Timedelta(days=1)
+def events_suite(run_date: str, rules: RawRules, known_users: list[str]) -> gx.ExpectationSuite:
+    """Events of the partitions being ingested for a run on ``run_date``."""
+    q = severity("quarantine")
     suite = new_suite("raw_events")
     for col in ("user_id", "item_id", "event_type", "ts"):
-        suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=col))
-    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="event_type", value_set=EVENT_TYPES))
+        suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=col, **q))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="event_type", value_set=EVENT_TYPES, **q))
     suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(
-        column="ts", min_value=EARLIEST_TS, max_value=latest))
-    suite.add_expectation(gxe.ExpectTableRowCountToBeBetween(min_value=1))
+        column="ts", min_value=pd.Timestamp(rules.first_event_date, tz="UTC"),
+        max_value=pd.Timestamp(run_date, tz="UTC"), strict_max=True, **q))
+    rating = {"row_condition": 'event_type=="rating"', "condition_parser": "pandas"}
+    suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column="value", **rating, **q))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(
+        column="value", min_value=rules.rating_min, max_value=rules.rating_max, **rating, **q))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(
+        column="user_id", value_set=known_users, **severity("warn")))
+    return suite
+
+
+def volume_suite(median: float, rules: RawRules) -> gx.ExpectationSuite:
+    """On one row: ``events`` of the newest day (0 when the partition is missing)."""
+    suite = new_suite("raw_volume")
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="events", min_value=1))
+    if median > 0:
+        suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(
+            column="events", min_value=rules.volume_low * median,
+            max_value=rules.volume_high * median, **severity(rules.volume_severity)))
     return suite

@@ -3,14 +3,13 @@
 Every transformation is a pure function of DataFrames so it can be unit-tested on tiny
 frames; :func:`run` only reads, calls them and writes.
 
-    spark-submit spark_jobs/features.py --raw RAW_DIR --out OUT_DIR --date YYYY-MM-DD
+    spark-submit spark_jobs/features.py --events DIR --catalog FILE --out DIR --quarantine DIR --date YYYY-MM-DD
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -20,10 +19,12 @@ log = logging.getLogger(__name__)
 
 EVENT_WEIGHTS = {"view": 1.0, "click": 2.0, "add_to_cart": 3.0, "purchase": 4.0, "rating": 3.0}
 POPULARITY_HALF_LIFE_DAYS = 7.0
+SESSION_GAP_MINUTES = 30
+BOT_MAX_EVENTS_PER_DAY = 2000
+BOT_MAX_ITEMS_PER_HOUR = 300
 HISTORY_MAX = 200
 OPTIONAL_EVENT_COLUMNS = {"value": T.DoubleType(), "session_id": T.StringType(),
                           "query": T.StringType(), "event_id": T.StringType()}
-OUTPUTS = ("histories", "item_popularity", "user_features", "item_features", "exclusions")
 
 
 def conform_events(events: DataFrame) -> DataFrame:
@@ -55,6 +56,33 @@ def split_known_items(events: DataFrame, catalog: DataFrame) -> tuple[DataFrame,
     unknown = events.join(ids, "item_id", "left_anti").withColumn(
         "reason", F.lit("item_id not in catalog"))
     return known, unknown
+
+
+def sessionize(events: DataFrame, gap_minutes: int = SESSION_GAP_MINUTES) -> DataFrame:
+    """Fill missing ``session_id``: a user's session ends after ``gap_minutes`` of inactivity."""
+    w = Window.partitionBy("user_id").orderBy("ts")
+    prev = F.lag("ts").over(w)
+    starts = (prev.isNull() | (F.col("ts").cast("long") - prev.cast("long") > gap_minutes * 60)).cast("int")
+    number = F.sum("_start").over(w.rowsBetween(Window.unboundedPreceding, Window.currentRow))
+    return (events.withColumn("_start", starts)
+            .withColumn("session_id", F.coalesce(
+                "session_id", F.concat_ws("-", F.lit("auto"), "user_id", number.cast("string"))))
+            .drop("_start"))
+
+
+def flag_bots(events: DataFrame, max_events_per_day: int = BOT_MAX_EVENTS_PER_DAY,
+              max_items_per_hour: int = BOT_MAX_ITEMS_PER_HOUR) -> DataFrame:
+    """Users behaving like crawlers: too many events in a day or too many distinct items in
+    an hour. One row per flagged user with the reason(s)."""
+    per_day = (events.groupBy("user_id", F.to_date("ts").alias("day")).count()
+               .where(F.col("count") > max_events_per_day)
+               .select("user_id", F.lit(f"more than {max_events_per_day} events in a day").alias("reason")))
+    per_hour = (events.groupBy("user_id", F.date_trunc("hour", "ts").alias("hour"))
+                .agg(F.countDistinct("item_id").alias("items"))
+                .where(F.col("items") > max_items_per_hour)
+                .select("user_id", F.lit(f"more than {max_items_per_hour} items in an hour").alias("reason")))
+    return (per_day.unionByName(per_hour).groupBy("user_id")
+            .agg(F.concat_ws("; ", F.sort_array(F.collect_set("reason"))).alias("reason")))
 
 
 def with_weights(events: DataFrame) -> DataFrame:
@@ -118,17 +146,26 @@ def exclusions(events: DataFrame) -> DataFrame:
             .select("user_id", "item_id").distinct())
 
 
-def build(events: DataFrame, catalog: DataFrame, run_date: str) -> dict[str, DataFrame]:
-    """All feature tables from raw events (already restricted to ``dt < run_date``)."""
-    clean = deduplicate(conform_events(events))
+def build(events: DataFrame, catalog: DataFrame, run_date: str,
+          bot_max_events_per_day: int = BOT_MAX_EVENTS_PER_DAY,
+          bot_max_items_per_hour: int = BOT_MAX_ITEMS_PER_HOUR) -> dict[str, DataFrame]:
+    """All feature tables from validated events (already restricted to ``dt < run_date``).
+
+    Bots stay out of training histories and popularity; their purchases still count as
+    exclusions, so a bot-flagged person is never shown what they bought.
+    """
+    clean = sessionize(deduplicate(conform_events(events)))
     known, unknown = split_known_items(clean, catalog)
     known = known.cache()
+    bots = flag_bots(known, bot_max_events_per_day, bot_max_items_per_hour).cache()
+    human = known.join(bots.select("user_id"), "user_id", "left_anti")
     return {
-        "histories": user_histories(known),
-        "item_popularity": item_popularity(known, run_date),
+        "histories": user_histories(human),
+        "item_popularity": item_popularity(human, run_date),
         "user_features": user_features(known),
-        "item_features": item_features(known, catalog),
+        "item_features": item_features(human, catalog),
         "exclusions": exclusions(known),
+        "bots": bots,
         "quarantine_events": unknown,
     }
 
@@ -139,17 +176,20 @@ def read_events(spark: SparkSession, events_dir: str, run_date: str) -> DataFram
             .where(F.col("dt") < F.lit(run_date).cast("date")).drop("dt"))
 
 
-def run(spark: SparkSession, raw_dir: str, out_dir: str, run_date: str,
+def run(spark: SparkSession, events_dir: str, catalog_path: str, out_dir: str, run_date: str,
         quarantine_dir: str) -> dict[str, int]:
-    """Read raw tables, build features, write Parquet; returns row counts."""
-    catalog = spark.read.parquet(f"{raw_dir}/catalog")
-    events = read_events(spark, f"{raw_dir}/events", run_date)
+    """Read the gate-passed tables, build features, write Parquet; returns row counts."""
+    catalog = spark.read.parquet(catalog_path)
+    events = read_events(spark, events_dir, run_date)
     tables = build(events, catalog, run_date)
     counts: dict[str, int] = {}
     for name, df in tables.items():
         path = quarantine_dir if name == "quarantine_events" else f"{out_dir}/{name}"
         df.write.mode("overwrite").parquet(path)
         counts[name] = spark.read.parquet(path).count()
+    if counts["bots"]:
+        log.warning("flagged %d bot-like users (kept out of training and popularity): %s",
+                    counts["bots"], f"{out_dir}/bots")
     if counts["quarantine_events"]:
         log.warning("quarantined %d events for items not in the catalog: %s",
                     counts["quarantine_events"], quarantine_dir)
@@ -161,7 +201,8 @@ def main(argv: list[str] | None = None) -> None:
     from spark_jobs.session import get_spark
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--raw", required=True)
+    p.add_argument("--events", required=True, help="validated events folder (dt= partitions)")
+    p.add_argument("--catalog", required=True, help="validated catalog Parquet")
     p.add_argument("--out", required=True)
     p.add_argument("--quarantine", required=True)
     p.add_argument("--date", required=True)
@@ -169,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO)
     spark = get_spark("nightrecs-features")
     try:
-        run(spark, str(Path(a.raw)), a.out, a.date, a.quarantine)
+        run(spark, a.events, a.catalog, a.out, a.date, a.quarantine)
     finally:
         spark.stop()
 

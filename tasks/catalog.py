@@ -11,13 +11,10 @@ from tasks import layout
 from tasks.storage import Root
 
 
-def load_catalog(root: Root) -> pd.DataFrame:
-    """Catalog with ``text`` (the item tower's input) and ``in_stock`` (null = true)."""
-    cat = root.read_parquet(layout.RAW_CATALOG).sort_values("item_id", ignore_index=True)
-    for col in ("description", "category", "brand"):
-        if col not in cat.columns:
-            cat[col] = None
-    cat["in_stock"] = cat["in_stock"].fillna(True).astype(bool) if "in_stock" in cat else True
+def load_catalog(root: Root, date: str) -> pd.DataFrame:
+    """The gate-passed catalog with ``text`` (the item tower's input); ``in_stock`` null = true."""
+    cat = root.read_parquet(layout.validated(date, "catalog")).sort_values("item_id", ignore_index=True)
+    cat["in_stock"] = cat["in_stock"].fillna(True).astype(bool)
     cat["text"] = [item_text(*r) for r in cat[["title", "category", "brand", "description"]].itertuples(index=False)]
     return cat
 

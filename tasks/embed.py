@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 def embed_catalog(cfg: RunConfig) -> dict:
     """Vectors under ``embeddings/<date>/`` tagged with the model version that made them."""
     root = open_root(cfg.root)
-    catalog = load_catalog(root)
+    catalog = load_catalog(root, cfg.date)
     tower = load_model(root, cfg.date)
     version = model_meta(root, cfg.date)["version"]
     tokens = TrainConfig()

@@ -16,16 +16,20 @@ log = logging.getLogger(__name__)
 def build_features(cfg: RunConfig) -> dict:
     """Run the feature job on ``dt < date`` events; outputs under ``features/<date>/``.
 
-    Spark reads and writes local folders; for an ``s3://`` root the raw tables are staged
-    to a temp dir and the outputs uploaded after the job succeeded.
+    Spark reads only what the raw gate let through (``validated/``). It reads and writes
+    local folders; for an ``s3://`` root the inputs are staged to a temp dir and the outputs
+    uploaded after the job succeeded. Events whose item left the catalog are quarantined
+    under ``quarantine/<date>/events_unknown_item/``.
     """
     root = open_root(cfg.root)
-    with local_copy(root, "raw") as raw, \
+    with local_copy(root, "validated") as validated, \
             local_output(root, layout.features(cfg.date)) as out, \
-            local_output(root, layout.quarantine(cfg.date, "events")) as quarantine:
+            local_output(root, layout.quarantine(cfg.date, "events_unknown_item")) as quarantine:
         spark = get_spark("nightrecs-features")
         try:
-            counts = job.run(spark, str(raw), str(out), cfg.date, str(quarantine))
+            counts = job.run(spark, str(validated / "events"),
+                             str(validated / cfg.date / "catalog.parquet"),
+                             str(out), cfg.date, str(quarantine))
         finally:
             spark.stop()
     return {"features": root.full(layout.features(cfg.date)), "counts": counts}

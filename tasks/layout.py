@@ -20,6 +20,16 @@ RECS_LATEST = "recs/LATEST"
 _PARTITION = re.compile(r"dt=(\d{4}-\d{2}-\d{2})")
 
 
+def validated(date: str, table: str) -> str:
+    """Gate-passed catalog/users as of a run date."""
+    return f"validated/{date}/{table}.parquet"
+
+
+def validated_events(day: str = "") -> str:
+    """Gate-passed events, one ``dt=`` partition per raw partition, ingested once."""
+    return f"validated/events/dt={day}" if day else "validated/events"
+
+
 def features(date: str, table: str = "") -> str:
     return f"features/{date}/{table}".rstrip("/")
 
@@ -72,6 +82,14 @@ class RunConfig:
     history_len: int = 6
     base_model: str | None = None  # a local model folder; None = the packaged all-MiniLM-L6-v2
     seed: int = 13
+    # data-quality gates (see expectations/)
+    max_bad_fraction: float = 0.01  # per table: quarantine more than this and the run fails
+    first_event_date: str = "1990-01-01"
+    rating_min: float = 0.5
+    rating_max: float = 5.0
+    volume_low: float = 0.2  # newest day's events vs the trailing 7-day median
+    volume_high: float = 5.0
+    volume_severity: str = "warn"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "date", parse_date(self.date))
@@ -79,6 +97,8 @@ class RunConfig:
             raise ValueError(f"top_n must be >= 1, got {self.top_n}")
         if self.train_steps < 0:
             raise ValueError(f"train_steps must be >= 0, got {self.train_steps}")
+        if not 0 <= self.max_bad_fraction <= 1:
+            raise ValueError(f"max_bad_fraction must be in [0, 1], got {self.max_bad_fraction}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -24,6 +24,7 @@ Step = Callable[[RunConfig], dict]
 STEPS: dict[str, str] = {
     "validate_raw": "tasks.validate_raw",
     "build_features": "tasks.features",
+    "validate_features": "tasks.validate_features",
     "train_model": "tasks.train",
     "embed_catalog": "tasks.embed",
     "retrieve": "tasks.retrieve",

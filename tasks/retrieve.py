@@ -49,7 +49,7 @@ def fill_lists(users: list[str], retrieved: dict[str, list[tuple[int, float, str
 def retrieve(cfg: RunConfig) -> dict:
     """Writes the candidate lists (long format) to ``staging/<date>/recs.parquet``."""
     root = open_root(cfg.root)
-    catalog = load_catalog(root)
+    catalog = load_catalog(root, cfg.date)
     cand = catalog[catalog["in_stock"]].reset_index(drop=True)  # rule: never out of stock
     cand_index = {item: i for i, item in enumerate(cand["item_id"])}
     item_ids, item_vecs = read_vectors(root, layout.embeddings(cfg.date, "items.parquet"), "item_id")
@@ -69,7 +69,7 @@ def retrieve(cfg: RunConfig) -> dict:
     retrieved = {u: [(int(i), float(s), "retrieval") for i, s in zip(r_ids, r_sc) if i >= 0]
                  for u, r_ids, r_sc in zip(user_ids, ids, scores)}
 
-    all_users = root.read_parquet(layout.RAW_USERS, columns=["user_id"])["user_id"]
+    all_users = root.read_parquet(layout.validated(cfg.date, "users"), columns=["user_id"])["user_id"]
     users = sorted(set(all_users) | set(user_ids))
     popularity = root.read_parquet(layout.features(cfg.date, "item_popularity"))
     pop_order, pop_scores = popularity_ranking(popularity, cand["item_id"])

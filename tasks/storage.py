@@ -40,6 +40,10 @@ class Root(ABC):
     def exists(self, key: str) -> bool: ...
 
     @abstractmethod
+    def fingerprint(self, key: str) -> str:
+        """Changes whenever the object's content may have changed (size + mtime, or ETag)."""
+
+    @abstractmethod
     def list(self, prefix: str) -> list[str]:
         """All keys under ``prefix`` (recursive), sorted."""
 
@@ -110,6 +114,10 @@ class LocalRoot(Root):
     def exists(self, key: str) -> bool:
         return self.local_path(key).exists()
 
+    def fingerprint(self, key: str) -> str:
+        st = self.local_path(key).stat()
+        return f"{st.st_size}-{st.st_mtime_ns}"
+
     def list(self, prefix: str) -> list[str]:
         base = self.local_path(prefix)
         if base.is_file():
@@ -170,6 +178,10 @@ class S3Root(Root):
             return True
         except self.client.exceptions.ClientError:
             return False
+
+    def fingerprint(self, key: str) -> str:
+        head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        return f"{head['ContentLength']}-{head['ETag'].strip(chr(34))}"
 
     def _list_keys(self, prefix: str, max_keys: int | None = None) -> list[str]:
         full = self._key(prefix).rstrip("/") + "/"

@@ -30,7 +30,7 @@ def train_model(cfg: RunConfig) -> dict:
     over unchanged, so later steps always find this run's model in one place.
     """
     root = open_root(cfg.root)
-    catalog = load_catalog(root)
+    catalog = load_catalog(root, cfg.date)
     with tempfile.TemporaryDirectory(prefix="nightrecs-model-") as tmp:
         source = cfg.base_model or default_base_model()
         prev = previous_model(root, cfg.date) if cfg.skip_training else None

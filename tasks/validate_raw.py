@@ -1,39 +1,70 @@
-"""Step 1: gate the raw inputs (schema per file, then GX suites on the contents)."""
+"""Step 1: the raw gate, which is also the ingest.
+
+Catalog and users are checked whole every run; each raw ``dt=`` events partition is checked
+once (again only if its files change) into ``validated/events/dt=.../``. Rows that break a
+row-level rule go to ``quarantine/<date>/<table>/`` with a reason; table-level problems
+(unreadable files, missing columns, no rows, an empty day) stop the run. Nothing is written
+to ``validated/`` unless the whole gate passes, and downstream steps read only
+``validated/``, so bad rows can never reach the model or the site.
+"""
 
 from __future__ import annotations
 
 import io
 import json
 import logging
+import statistics
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from expectations.core import enforce, validate
+from expectations.core import GateReport, enforce, split_quarantine
 from expectations.errors import DataQualityError
-from expectations.raw import CONTRACT, catalog_suite, contract_columns, events_suite, schema_problems, users_suite
+from expectations.raw import (CONTRACT, RawRules, catalog_suite, contract_schema, events_suite,
+                              extra_columns, schema_problems, users_suite, volume_suite)
 from tasks import layout
 from tasks.layout import RunConfig
+from tasks.reports import gate
 from tasks.storage import Root, open_root
 
 log = logging.getLogger(__name__)
 
 TABLES = {"catalog": layout.RAW_CATALOG, "users": layout.RAW_USERS, "events": layout.RAW_EVENTS}
+SOURCE_FILE = "_source.json"
+VOLUME_DAYS = 7
 
 
-def table_files(root: Root, table: str, run_date: str) -> list[str]:
-    """The table's Parquet files; for events only partitions before the run date."""
-    keys = [k for k in root.list(TABLES[table]) if k.endswith(".parquet")]
-    if table == "events":
-        keys = [k for k in keys if (d := layout.event_partition_date(k)) and d < run_date]
-    return keys
+def rules_of(cfg: RunConfig) -> RawRules:
+    return RawRules(first_event_date=cfg.first_event_date, rating_min=cfg.rating_min,
+                    rating_max=cfg.rating_max, volume_low=cfg.volume_low,
+                    volume_high=cfg.volume_high, volume_severity=cfg.volume_severity)
 
 
-def load_table(root: Root, table: str, keys: list[str]) -> tuple[pd.DataFrame, list[str]]:
-    """Contract columns of every file plus ``_file``/``_row``; schema problems in words."""
-    frames, problems = [], []
+def table_files(root: Root, table: str) -> list[str]:
+    return [k for k in root.list(TABLES[table]) if k.endswith(".parquet")]
+
+
+def event_partitions(root: Root, run_date: str) -> dict[str, list[str]]:
+    """Raw event files by partition day, for days before the run date."""
+    days: dict[str, list[str]] = {}
+    for key in table_files(root, "events"):
+        day = layout.event_partition_date(key)
+        if day and day < run_date:
+            days.setdefault(day, []).append(key)
+    return days
+
+
+def _fingerprint(root: Root, keys: list[str]) -> dict[str, str]:
+    """Size and version of a partition's files: re-ingest when any file changes."""
+    return {k: root.fingerprint(k) for k in keys}
+
+
+def load_table(root: Root, table: str, keys: list[str]) -> tuple[pd.DataFrame, list[str], pd.DataFrame]:
+    """(contract columns of every file plus ``_file``/``_row``, file-level problems in words,
+    rows with invalid UTF-8 text set aside with a reason)."""
+    frames, problems, bad_text = [], [], []
     for key in keys:
         try:
             t = pq.read_table(io.BytesIO(root.read_bytes(key)))
@@ -44,39 +75,169 @@ def load_table(root: Root, table: str, keys: list[str]) -> tuple[pd.DataFrame, l
         if bad:
             problems.extend(f"{root.full(key)}: {p}" for p in bad)
             continue
-        df = t.select(contract_columns(table, t.schema)).to_pandas()
-        df["_file"] = key
-        df["_row"] = np.arange(len(df))
+        if extra := extra_columns(table, t.schema):
+            log.info("%s: extra columns ignored: %s", root.full(key), ", ".join(extra))
+        t = t.select([c.name for c in CONTRACT[table] if c.name in t.schema.names])
+        t, invalid = _split_invalid_utf8(t)
+        df = t.to_pandas()
+        for col in CONTRACT[table]:  # the contract's timestamps are UTC
+            if col.kind == "timestamp" and col.name in df and df[col.name].dt.tz is None:
+                df[col.name] = df[col.name].dt.tz_localize("UTC")
+        df["_file"], df["_row"] = key, np.arange(len(df))
+        if invalid:
+            rows = sorted(invalid)
+            bad_text.append(df.iloc[rows].astype(str).assign(
+                reason=["invalid UTF-8 in " + ", ".join(invalid[r]) for r in rows]))
+            df = df.drop(index=df.index[rows])
         frames.append(df)
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     for col in CONTRACT[table]:  # optional columns absent from every file: typed nulls
         if col.name not in df.columns:
             df[col.name] = None
-    return df, problems
+    return df, problems, pd.concat(bad_text, ignore_index=True) if bad_text else pd.DataFrame()
+
+
+def _split_invalid_utf8(t: pa.Table) -> tuple[pa.Table, dict[int, list[str]]]:
+    """Rows whose string values are not valid UTF-8 (pandas cannot even hold them)."""
+    invalid: dict[int, list[str]] = {}
+    for i, name in enumerate(t.column_names):
+        col = t.column(name)
+        if not pa.types.is_string(col.type):
+            continue
+        try:
+            col.validate(full=True)
+            continue
+        except pa.ArrowInvalid:
+            pass
+        raw = col.cast(pa.binary()).to_pylist()
+        clean = []
+        for r, v in enumerate(raw):
+            try:
+                clean.append(None if v is None else v.decode("utf-8"))
+            except UnicodeDecodeError:
+                invalid.setdefault(r, []).append(name)
+                clean.append(v.decode("utf-8", errors="replace"))
+        t = t.set_column(i, name, pa.array(clean, pa.string()))
+    return t, invalid
+
+
+def collapse_exact_duplicates(df: pd.DataFrame, table: str) -> tuple[pd.DataFrame, int]:
+    """Identical rows (all contract columns equal) are one row; conflicting duplicates stay
+    for the uniqueness check to quarantine."""
+    cols = [c.name for c in CONTRACT[table]]
+    dup = df.astype({c: str for c in cols}).duplicated(subset=cols)
+    return df[~dup].reset_index(drop=True), int(dup.sum())
+
+
+def _quarantine(root: Root, date: str, table: str, bad: list[pd.DataFrame]) -> int:
+    bad = [b for b in bad if len(b)]
+    if not bad:
+        return 0
+    out = pd.concat(bad, ignore_index=True).astype(str)
+    root.write_parquet(f"{layout.quarantine(date, table)}/part-00000.parquet", out)
+    log.warning("quarantined %d %s rows: %s", len(out), table, root.full(layout.quarantine(date, table)))
+    return len(out)
 
 
 def validate_raw(cfg: RunConfig) -> dict:
-    """Fail the run, naming file, column and sample rows, if any raw table breaks the contract."""
+    """Gate the raw tables; returns row, quarantine and ingest counts."""
     root = open_root(cfg.root)
-    frames, problems = {}, []
-    for table in TABLES:
-        keys = table_files(root, table, cfg.date)
-        if not keys:
-            where = root.full(TABLES[table]) + ("/dt=*" if table == "events" else "")
-            problems.append(f"{table}: no Parquet files under {where}"
-                            + (f" before {cfg.date}" if table == "events" else ""))
-            continue
-        frames[table], bad = load_table(root, table, keys)
-        problems.extend(bad)
-    if problems:
-        raise DataQualityError("raw data does not match the contract; the run stops and "
-                               "published lists stay as they were:\n  - " + "\n  - ".join(problems))
-    reports = [
-        validate(frames["catalog"], catalog_suite(), "catalog"),
-        validate(frames["users"], users_suite(), "users"),
-        validate(frames["events"], events_suite(cfg.date), "events"),
-    ]
-    root.write_text(f"reports/{cfg.date}/raw_gate.json",
-                    json.dumps([r.summary() for r in reports], indent=2))
-    result = enforce(reports, "raw")
-    return {**result, "rows": {t: len(f) for t, f in frames.items()}}
+    rules = rules_of(cfg)
+    days = event_partitions(root, cfg.date)
+    with gate(root, cfg.date, "raw") as g:
+        tables, problems, bad_text = {}, [], {}
+        for table in ("catalog", "users"):
+            keys = table_files(root, table)
+            if not keys:
+                problems.append(f"{table}: no Parquet files under {root.full(TABLES[table])}")
+                continue
+            tables[table], found, bad_text[table] = load_table(root, table, keys)
+            problems.extend(found)
+        todo = {d: keys for d, keys in days.items() if _needs_ingest(root, d, keys)}
+        if not days:
+            problems.append(f"events: no Parquet files under {root.full(TABLES['events'])}/dt=* "
+                            f"before {cfg.date}")
+        new_keys = [k for keys in todo.values() for k in keys]
+        tables["events"], found, bad_text["events"] = load_table(root, "events", new_keys)
+        problems.extend(found)
+        if problems:
+            raise DataQualityError("raw data does not match the contract; the run stops and "
+                                   "published lists stay as they were:\n  - " + "\n  - ".join(problems))
+
+        clean, bad, reports = {}, {}, []
+        for table, suite in (("catalog", catalog_suite()), ("users", users_suite())):
+            df, n_dup = collapse_exact_duplicates(tables[table], table)
+            if n_dup:
+                log.warning("%s: %d exact duplicate rows collapsed", table, n_dup)
+            rep = g.validate(df, suite, table)
+            clean[table], bad[table] = split_quarantine(df, rep)
+            reports.append(rep)
+        if todo:
+            known_users = sorted(clean["users"]["user_id"].astype(str))
+            rep = g.validate(tables["events"], events_suite(cfg.date, rules, known_users), "events")
+            clean["events"], bad["events"] = split_quarantine(tables["events"], rep)
+            reports.append(rep)
+        else:
+            clean["events"], bad["events"] = tables["events"], pd.DataFrame()
+        for rep in reports:  # rows with invalid UTF-8 count as quarantined too
+            rep.quarantined += len(bad_text[rep.table])
+            rep.rows += len(bad_text[rep.table])
+
+        counts = _day_counts(root, days, todo, clean["events"])
+        newest = max(days) if days else None
+        _volume_check(g, counts, cfg.date, rules)
+        for table in ("catalog", "users", "events"):
+            _quarantine(root, cfg.date, table, [bad[table], bad_text[table]])
+        enforce(g.reports, "raw", cfg.max_bad_fraction)
+
+    # the gate passed: only now write what downstream steps read
+    for table in ("catalog", "users"):
+        root.write_parquet(layout.validated(cfg.date, table), _typed(clean[table], table))
+    ingested = _write_events(root, todo, clean["events"])
+    return {"rows": {t: len(clean[t]) for t in clean},
+            "quarantined": {r.table: r.quarantined for r in reports},
+            "ingested_days": sorted(ingested), "newest_day": newest,
+            "summary": root.full("reports/" + cfg.date + "/summary.json")}
+
+
+def _needs_ingest(root: Root, day: str, keys: list[str]) -> bool:
+    source = f"{layout.validated_events(day)}/{SOURCE_FILE}"
+    if not root.exists(source):
+        return True
+    return json.loads(root.read_text(source))["files"] != _fingerprint(root, keys)
+
+
+def _day_counts(root: Root, days: dict, todo: dict, new_events: pd.DataFrame) -> dict[str, int]:
+    """Validated event counts per day: fresh ones from this run, older ones from their ingest."""
+    fresh = (new_events.groupby(new_events["_file"].map(layout.event_partition_date)).size()
+             if len(new_events) else pd.Series(dtype=int))
+    return {day: int(fresh.get(day, 0)) if day in todo else
+            json.loads(root.read_text(f"{layout.validated_events(day)}/{SOURCE_FILE}"))["rows"]
+            for day in days}
+
+
+def _volume_check(g, counts: dict[str, int], run_date: str, rules: RawRules) -> GateReport:
+    """The day before the run date vs the median of the 7 days before it (0 if missing)."""
+    newest = (pd.Timestamp(run_date) - pd.Timedelta(days=1)).strftime("%Y-%m-%d")
+    trailing = [counts.get((pd.Timestamp(newest) - pd.Timedelta(days=k)).strftime("%Y-%m-%d"), 0)
+                for k in range(1, VOLUME_DAYS + 1)]
+    median = statistics.median(trailing)
+    frame = pd.DataFrame({"day": [newest], "events": [counts.get(newest, 0)], "median_7d": [median]})
+    return g.validate(frame, volume_suite(median, rules), "volume")
+
+
+def _typed(df: pd.DataFrame, table: str) -> pa.Table:
+    """Contract columns only, in the contract's exact types."""
+    return pa.Table.from_pandas(df, schema=contract_schema(table), preserve_index=False)
+
+
+def _write_events(root: Root, todo: dict[str, list[str]], events: pd.DataFrame) -> list[str]:
+    by_day = dict(tuple(events.groupby(events["_file"].map(layout.event_partition_date)))) \
+        if len(events) else {}
+    for day, keys in todo.items():
+        part = by_day.get(day, events.iloc[:0])
+        prefix = layout.validated_events(day)
+        root.write_parquet(f"{prefix}/part-00000.parquet", _typed(part, "events"))
+        root.write_text(f"{prefix}/{SOURCE_FILE}", json.dumps(
+            {"files": _fingerprint(root, keys), "rows": len(part)}))
+    return list(todo)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 import pandas as pd
 
-from expectations.core import enforce, validate
+from expectations.core import enforce
 from expectations.recs import lengths_suite, lists_suite
 from tasks import layout
 from tasks.catalog import load_catalog
 from tasks.layout import RunConfig
+from tasks.reports import gate
 from tasks.storage import open_root
 
 log = logging.getLogger(__name__)
@@ -30,16 +30,15 @@ def validate_recs(cfg: RunConfig) -> dict:
     """No duplicates, only existing in-stock items, every user a list of the right length."""
     root = open_root(cfg.root)
     recs = root.read_parquet(layout.staging(cfg.date))
-    catalog = load_catalog(root)
+    catalog = load_catalog(root, cfg.date)
     in_stock = set(catalog.loc[catalog["in_stock"], "item_id"])
-    users = root.read_parquet(layout.RAW_USERS, columns=["user_id"])["user_id"]
+    users = root.read_parquet(layout.validated(cfg.date, "users"), columns=["user_id"])["user_id"]
     users = pd.Series(sorted(set(users) | set(recs["user_id"])))
     exclusions = root.read_parquet(layout.features(cfg.date, "exclusions"))
     lengths = expected_lengths(users, in_stock, exclusions, cfg.top_n)
     lengths["n"] = recs.groupby("user_id").size().reindex(lengths["user_id"]).fillna(0).astype(int).to_numpy()
-    reports = [validate(recs, lists_suite(sorted(in_stock)), "recs"),
-               validate(lengths, lengths_suite(cfg.top_n), "recs_lengths")]
-    root.write_text(f"reports/{cfg.date}/recs_gate.json",
-                    json.dumps([r.summary() for r in reports], indent=2))
-    result = enforce(reports, "recs")
-    return {**result, "users": len(lengths), "rows": len(recs)}
+    with gate(root, cfg.date, "recs") as g:
+        g.validate(recs, lists_suite(sorted(in_stock)), "recs")
+        g.validate(lengths, lengths_suite(cfg.top_n), "recs_lengths")
+        enforce(g.reports, "recs", max_bad_fraction=0.0)
+    return {"users": len(lengths), "rows": len(recs)}

@@ -1,35 +1,81 @@
-"""Bad raw input stops the run with a message naming file, column and rows; recs/ untouched."""
+"""The bad-input catalogue: every case has one expected outcome.
+
+| case                                   | outcome                                                    |
+| -------------------------------------- | ---------------------------------------------------------- |
+| missing required column                | fail: file + column named                                  |
+| wrong column type                      | fail: file + column + types named                          |
+| corrupt Parquet file                   | fail: file named                                           |
+| empty newest day                       | fail: volume check                                         |
+| no events at all                       | fail                                                       |
+| bad rows above max_bad_fraction        | fail: share named                                          |
+| null keys                              | quarantine (reason), good rows kept                        |
+| duplicate item_id, conflicting rows    | quarantine every copy                                      |
+| identical duplicate rows               | warn, collapsed to one                                     |
+| unknown event_type                     | quarantine                                                 |
+| future timestamps                      | quarantine                                                 |
+| negative price                         | quarantine                                                 |
+| non-UTF-8 title                        | quarantine                                                 |
+| rating out of range                    | quarantine                                                 |
+| events for unknown items               | quarantine (feature job, events_unknown_item)              |
+| events for unknown users               | warn, kept                                                 |
+| emoji-heavy titles                     | pass, text intact                                          |
+| partition with an extra column         | pass, column ignored                                       |
+| bot user with 10^5 events              | flagged, kept out of training and popularity; volume warns |
+
+A failing case must stop with a message (no bare stack trace) and leave ``recs/`` exactly as
+it was; no case may lose good rows.
+"""
 
 from __future__ import annotations
 
+import json
 import shutil
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from expectations.errors import DataQualityError
 from tasks.layout import RunConfig
-from tasks.pipeline import run_pipeline
+from tasks.pipeline import run_pipeline, run_step
+from tasks.validate_raw import validate_raw
 from tests.conftest import SHOP_DATE
 
 EVENTS_FILE = "raw/events/dt=2026-03-05/part-00000.parquet"
-
-
-@pytest.fixture
-def broken_shop(published_shop, tmp_path, tiny_model):
-    root = tmp_path / "shop"
-    shutil.copytree(published_shop, root)
-    snapshot = {p.relative_to(root): p.read_bytes() for p in (root / "recs").rglob("*") if p.is_file()}
-    cfg = RunConfig(root=str(root), date=SHOP_DATE, top_n=10, train_steps=1, base_model=tiny_model)
-    yield root, cfg
-    after = {p.relative_to(root): p.read_bytes() for p in (root / "recs").rglob("*") if p.is_file()}
-    assert after == snapshot, "a failed run changed recs/"
+NEWEST_FILE = "raw/events/dt=2026-03-09/part-00000.parquet"
+CATALOG_FILE = "raw/catalog/part-00000.parquet"
 
 
 def rewrite(path, change) -> None:
     df = pd.read_parquet(path)
     change(df).to_parquet(path, index=False)
+
+
+def set_rows(column: str, rows: list[int], value):
+    def change(df):
+        df[column] = df[column].astype(object)
+        df.loc[rows, column] = value
+        return df
+    return change
+
+
+def n_rows(path) -> int:
+    return pq.read_metadata(path).num_rows
+
+
+# ---------------------------------------------------------------- failing cases
+
+@pytest.fixture
+def broken_shop(published_shop, tmp_path, tiny_model):
+    """A published shop; after the test, recs/ must be byte-for-byte unchanged."""
+    root = tmp_path / "shop"
+    shutil.copytree(published_shop, root)
+    snapshot = {p.relative_to(root): p.read_bytes() for p in (root / "recs").rglob("*") if p.is_file()}
+    yield root, RunConfig(root=str(root), date=SHOP_DATE, top_n=10, train_steps=1, base_model=tiny_model)
+    after = {p.relative_to(root): p.read_bytes() for p in (root / "recs").rglob("*") if p.is_file()}
+    assert after == snapshot, "a failed run changed recs/"
 
 
 def fail_message(cfg) -> str:
@@ -42,56 +88,13 @@ def test_missing_required_column(broken_shop):
     root, cfg = broken_shop
     rewrite(root / EVENTS_FILE, lambda df: df.drop(columns=["event_type"]))
     msg = fail_message(cfg)
-    assert EVENTS_FILE in msg and "missing required column 'event_type'" in msg
-
-
-def test_unknown_event_type(broken_shop):
-    root, cfg = broken_shop
-
-    def poison(df):
-        df.loc[[3, 7], "event_type"] = "wishlist"
-        return df
-
-    rewrite(root / EVENTS_FILE, poison)
-    msg = fail_message(cfg)
-    assert "expect_column_values_to_be_in_set on events.event_type: 2 of" in msg
-    assert f"{EVENTS_FILE} row 3: event_type='wishlist'" in msg
-    assert f"{EVENTS_FILE} row 7" in msg
+    assert f"{EVENTS_FILE}: missing required column 'event_type'" in msg
 
 
 def test_wrong_column_type(broken_shop):
     root, cfg = broken_shop
     rewrite(root / EVENTS_FILE, lambda df: df.assign(user_id=range(len(df))))
-    msg = fail_message(cfg)
-    assert EVENTS_FILE in msg and "column 'user_id' has type int64, expected string" in msg
-
-
-def test_null_keys_and_duplicate_items(broken_shop):
-    root, cfg = broken_shop
-    path = root / "raw/catalog/part-00000.parquet"
-
-    def dup(df):
-        df.loc[4, "item_id"] = df.loc[5, "item_id"]
-        df.loc[6, "title"] = None
-        return df
-
-    rewrite(path, dup)
-    msg = fail_message(cfg)
-    assert "expect_column_values_to_be_unique on catalog.item_id" in msg
-    assert "raw/catalog/part-00000.parquet row 4" in msg
-    assert "expect_column_values_to_not_be_null on catalog.title" in msg
-
-
-def test_future_timestamps(broken_shop):
-    root, cfg = broken_shop
-
-    def future(df):
-        df.loc[0, "ts"] = pd.Timestamp("2031-01-01", tz="UTC")
-        return df
-
-    rewrite(root / EVENTS_FILE, future)
-    msg = fail_message(cfg)
-    assert "events.ts" in msg and f"{EVENTS_FILE} row 0" in msg
+    assert f"{EVENTS_FILE}: column 'user_id' has type int64, expected string" in fail_message(cfg)
 
 
 def test_corrupt_parquet_file(broken_shop):
@@ -101,17 +104,157 @@ def test_corrupt_parquet_file(broken_shop):
     assert EVENTS_FILE in msg and "not a readable Parquet file" in msg
 
 
-def test_no_events_before_the_run_date(broken_shop):
+def test_empty_newest_day(broken_shop):
+    root, cfg = broken_shop
+    rewrite(root / NEWEST_FILE, lambda df: df.iloc[:0])
+    msg = fail_message(cfg)
+    assert "expect_column_values_to_be_between on volume.events" in msg and "events=0" in msg
+
+
+def test_no_events_at_all(broken_shop):
     root, cfg = broken_shop
     shutil.rmtree(root / "raw/events")
     assert "events: no Parquet files under" in fail_message(cfg)
 
 
-def test_extra_columns_are_ignored(shop):
-    """Not bad input: the contract allows extra columns."""
-    from tasks.validate_raw import validate_raw
+def test_bad_rows_above_threshold(broken_shop):
+    root, cfg = broken_shop
+    n = n_rows(root / NEWEST_FILE)
+    rewrite(root / NEWEST_FILE, set_rows("event_type", list(range(n // 2)), "wishlist"))
+    msg = fail_message(cfg)
+    assert "events:" in msg and "above max_bad_fraction 1.0%" in msg
 
+
+# ---------------------------------------------------------------- quarantine, warn, pass
+
+def ingest(shop, **kw) -> dict:
+    return validate_raw(RunConfig(root=str(shop), date=SHOP_DATE, **kw))
+
+
+def quarantine(shop, table: str) -> pd.DataFrame:
+    return pd.read_parquet(shop / f"quarantine/{SHOP_DATE}/{table}")
+
+
+def raw_count(shop, prefix="raw/events") -> int:
+    return sum(n_rows(p) for p in (shop / prefix).rglob("*.parquet"))
+
+
+def assert_kept_good_rows(shop, result, bad: int, table="events") -> None:
+    raw = raw_count(shop, f"raw/{table}")
+    assert result["rows"][table] == raw - bad
+    assert result["quarantined"][table] == bad
+
+
+@pytest.mark.parametrize("column,rows,value,reason", [
+    ("user_id", [2, 9], None, "expect_column_values_to_not_be_null(user_id)"),
+    ("event_type", [3, 7], "wishlist", "expect_column_values_to_be_in_set(event_type)"),
+    ("ts", [0], pd.Timestamp("2031-01-01", tz="UTC"), "expect_column_values_to_be_between(ts)"),
+])
+def test_row_problems_are_quarantined(shop, column, rows, value, reason):
+    rewrite(shop / EVENTS_FILE, set_rows(column, rows, value))
+    result = ingest(shop)
+    assert_kept_good_rows(shop, result, bad=len(rows))
+    q = quarantine(shop, "events")
+    assert sorted(q["_row"].astype(int)) == rows and set(q["_file"]) == {EVENTS_FILE}
+    assert set(q["reason"]) == {reason}
+
+
+def test_rating_out_of_range(shop):
+    def ratings(df):
+        df.loc[[1, 2], "event_type"] = "rating"
+        df.loc[[1, 2], "value"] = [9.0, 4.0]  # 9 is out of [0.5, 5]
+        return df
+    rewrite(shop / EVENTS_FILE, ratings)
+    result = ingest(shop)
+    assert_kept_good_rows(shop, result, bad=1)
+    assert list(quarantine(shop, "events")["_row"].astype(int)) == [1]
+
+
+def test_conflicting_duplicate_items_quarantine_every_copy(shop):
+    def dup(df):
+        df.loc[4, "item_id"] = df.loc[5, "item_id"]  # same id, different title/price
+        return df
+    rewrite(shop / CATALOG_FILE, dup)
+    result = ingest(shop, max_bad_fraction=0.05)
+    assert_kept_good_rows(shop, result, bad=2, table="catalog")
+    assert sorted(quarantine(shop, "catalog")["_row"].astype(int)) == [4, 5]
+
+
+def test_identical_duplicate_rows_collapse(shop, caplog):
+    rewrite(shop / CATALOG_FILE, lambda df: pd.concat([df, df.iloc[[3]]], ignore_index=True))
+    result = ingest(shop)
+    assert result["rows"]["catalog"] == 60 and result["quarantined"]["catalog"] == 0
+    assert "1 exact duplicate rows collapsed" in caplog.text
+
+
+def test_negative_price(shop):
+    rewrite(shop / CATALOG_FILE, set_rows("price", [7], -3.0))
+    result = ingest(shop, max_bad_fraction=0.05)
+    assert_kept_good_rows(shop, result, bad=1, table="catalog")
+    assert quarantine(shop, "catalog")["reason"].tolist() == ["expect_column_values_to_be_between(price)"]
+
+
+def test_non_utf8_title_quarantined_and_emoji_kept(shop):
+    t = pq.read_table(shop / CATALOG_FILE)
+    titles = t.column("title").to_pylist()
+    titles[1] = "Trail Runner 🏃‍♀️🔥👟 Ünïcødé ✨"
+    raw = [v.encode() for v in titles]
+    raw[2] = b"Caf\xe9 Chair"  # Latin-1, not UTF-8
+    offsets = np.cumsum([0] + [len(v) for v in raw]).astype(np.int32)
+    bad = pa.Array.from_buffers(pa.string(), len(raw), [None, pa.py_buffer(offsets.tobytes()),
+                                                        pa.py_buffer(b"".join(raw))])
+    pq.write_table(t.set_column(t.schema.get_field_index("title"), "title", bad), shop / CATALOG_FILE)
+    result = ingest(shop, max_bad_fraction=0.05)
+    assert_kept_good_rows(shop, result, bad=1, table="catalog")
+    q = quarantine(shop, "catalog")
+    assert q["reason"].tolist() == ["invalid UTF-8 in title"] and q["_row"].astype(int).tolist() == [2]
+    validated = pd.read_parquet(shop / f"validated/{SHOP_DATE}/catalog.parquet")
+    assert titles[1] in set(validated["title"])
+
+
+def test_unknown_users_warn_and_are_kept(shop):
+    rewrite(shop / EVENTS_FILE, set_rows("user_id", [0, 1], "stranger"))
+    result = ingest(shop)
+    assert_kept_good_rows(shop, result, bad=0)
+    summary = json.loads((shop / f"reports/{SHOP_DATE}/summary.json").read_text())
+    events = next(t for t in summary["raw"]["tables"] if t["table"] == "events")
+    assert events["warn"] == {"expect_column_values_to_be_in_set(user_id)": 2}
+
+
+def test_extra_column_is_ignored(shop):
     path = shop / EVENTS_FILE
     t = pq.read_table(path)
     pq.write_table(t.append_column("campaign", t.column("user_id")), path)
-    assert validate_raw(RunConfig(root=str(shop), date=SHOP_DATE))["rows"]["events"] > 0
+    assert_kept_good_rows(shop, ingest(shop), bad=0)
+    assert "campaign" not in pq.read_schema(shop / "validated/events/dt=2026-03-05/part-00000.parquet").names
+
+
+def test_unknown_items_and_bots_in_the_feature_job(shop):
+    """A crawler with 10^5 events is flagged and kept out of training and popularity; events
+    for items not in the catalog are quarantined by the feature job."""
+    path = shop / NEWEST_FILE
+    ev = pd.read_parquet(path)
+    items = pd.read_parquet(shop / CATALOG_FILE)["item_id"].to_numpy()
+    n = 100_000
+    bot = pd.DataFrame({
+        "event_id": [f"bot-{k}" for k in range(n)], "user_id": "u000000",
+        "item_id": items[np.arange(n) % len(items)], "event_type": "view",
+        "ts": pd.Timestamp("2026-03-09", tz="UTC") + pd.to_timedelta(np.arange(n) % 86_000, unit="s"),
+        "value": np.nan, "session_id": "bot", "query": None})
+    ghost = ev.iloc[:3].assign(item_id="not-in-catalog", event_id=["g1", "g2", "g3"])
+    pd.concat([ev, bot, ghost], ignore_index=True).to_parquet(path, index=False)
+    cfg = RunConfig(root=str(shop), date=SHOP_DATE)
+    run_step("validate_raw", cfg)
+    counts = run_step("build_features", cfg)["counts"]
+    assert counts["bots"] == 1 and counts["quarantine_events"] == 3
+    summary = json.loads((shop / f"reports/{SHOP_DATE}/summary.json").read_text())
+    volume = next(t for t in summary["raw"]["tables"] if t["table"] == "volume")
+    assert list(volume["warn"]) == ["expect_column_values_to_be_between(events)"]
+    bots = pd.read_parquet(shop / f"features/{SHOP_DATE}/bots")
+    assert bots["user_id"].tolist() == ["u000000"]
+    hist = pd.read_parquet(shop / f"features/{SHOP_DATE}/histories")
+    assert "u000000" not in set(hist["user_id"])
+    pop = pd.read_parquet(shop / f"features/{SHOP_DATE}/item_popularity")
+    assert pop["n_events"].sum() < raw_count(shop) - n
+    ghosts = pd.read_parquet(shop / f"quarantine/{SHOP_DATE}/events_unknown_item")
+    assert set(ghosts["reason"]) == {"item_id not in catalog"} and len(ghosts) == 3

@@ -92,9 +92,43 @@ def test_item_features_cover_whole_catalog(events, catalog):
     assert rows["d"].n_view == 0 and rows["a"].n_purchase == 1
 
 
+def test_sessions_rebuilt_after_30_minutes_of_inactivity(spark):
+    rows = [("u1", "a", "view", dt.datetime(2026, 3, 1, 10, 0), None),
+            ("u1", "b", "view", dt.datetime(2026, 3, 1, 10, 29), None),
+            ("u1", "c", "view", dt.datetime(2026, 3, 1, 11, 0), None),   # 31 min gap: new session
+            ("u1", "d", "view", dt.datetime(2026, 3, 1, 11, 5), "given"),  # kept as given
+            ("u2", "a", "view", dt.datetime(2026, 3, 1, 10, 0), None)]
+    ev = F.conform_events(spark.createDataFrame(
+        rows, "user_id string, item_id string, event_type string, ts timestamp, session_id string"))
+    got = {r.item_id + r.user_id: r.session_id for r in F.sessionize(ev).collect()}
+    assert got["au1"] == got["bu1"] != got["cu1"]
+    assert got["du1"] == "given" and got["au2"] not in (got["au1"], got["cu1"])
+
+
+def test_bots_flagged_and_kept_out_of_training_and_popularity(spark):
+    base = dt.datetime(2026, 3, 1, 10, 0)
+    rows = [("bot", f"i{k % 50}", "view", base + dt.timedelta(seconds=k)) for k in range(120)]
+    rows += [("human", "i1", "view", base), ("human", "i2", "purchase", base)]
+    ev = F.conform_events(spark.createDataFrame(rows, "user_id string, item_id string, event_type string, ts timestamp"))
+    catalog = spark.createDataFrame([(f"i{k}",) for k in range(50)], "item_id string")
+    bots = F.flag_bots(ev, max_events_per_day=100, max_items_per_hour=40).collect()
+    assert [(b.user_id, b.reason) for b in bots] == [
+        ("bot", "more than 100 events in a day; more than 40 items in an hour")]
+    assert F.flag_bots(ev).count() == 0  # default thresholds: 120 events is a person
+    out = F.build(ev, catalog, "2026-03-02", bot_max_events_per_day=100, bot_max_items_per_hour=40)
+    assert [r.user_id for r in out["histories"].collect()] == ["human"]
+    assert {r.item_id: r.n_users for r in out["item_popularity"].collect()} == {"i1": 1, "i2": 1}
+    assert [r.user_id for r in out["bots"].collect()] == ["bot"]
+
+
 def test_run_reads_only_partitions_before_the_date(spark, shop):
+    from tasks.layout import RunConfig
+    from tasks.validate_raw import validate_raw
+
+    validate_raw(RunConfig(root=str(shop), date="2026-03-05"))
     out, q = shop / "features", shop / "quarantine"
-    counts = F.run(spark, str(shop / "raw"), str(out), "2026-03-05", str(q))
+    counts = F.run(spark, str(shop / "validated/events"), str(shop / "validated/2026-03-05/catalog.parquet"),
+                   str(out), "2026-03-05", str(q))
     last = spark.read.parquet(str(out / "user_features")).agg({"last_ts": "max"}).first()[0]
     assert last < dt.datetime(2026, 3, 5)
     assert counts["histories"] > 0 and counts["quarantine_events"] == 0

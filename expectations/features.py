@@ -1,0 +1,27 @@
+"""GX suites for the feature tables: finite numbers, sane ranges, catalog integrity."""
+
+from __future__ import annotations
+
+import great_expectations as gx
+import great_expectations.expectations as gxe
+
+from expectations.core import new_suite
+
+
+def numeric_suite(name: str, non_negative: list[str], key: str) -> gx.ExpectationSuite:
+    """Numbers are finite (inf is turned into null before validation) and >= 0."""
+    suite = new_suite(name)
+    suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=key))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeUnique(column=key))
+    for col in non_negative:
+        suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=col))
+        suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column=col, min_value=0))
+    return suite
+
+
+def items_in_catalog_suite(name: str, item_ids: list[str]) -> gx.ExpectationSuite:
+    """On a frame with one ``item_id`` per row (histories exploded, popularity, ...)."""
+    suite = new_suite(name)
+    suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column="item_id"))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="item_id", value_set=item_ids))
+    return suite

@@ -1,0 +1,49 @@
+"""Step 2b: gate the feature tables before any model sees them."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from expectations.core import enforce
+from expectations.features import items_in_catalog_suite, numeric_suite
+from tasks import layout
+from tasks.layout import RunConfig
+from tasks.reports import gate
+from tasks.storage import open_root
+
+log = logging.getLogger(__name__)
+
+# table -> (key column, columns that must be finite and >= 0)
+NUMERIC = {
+    "item_popularity": ("item_id", ["score", "n_users", "n_events"]),
+    "user_features": ("user_id", ["n_events", "n_items"]),
+    "item_features": ("item_id", ["n_view", "n_click", "n_add_to_cart", "n_purchase", "n_rating"]),
+}
+
+
+def finite(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    """±inf as null, so the not-null checks catch NaN and infinities alike."""
+    return df.assign(**{c: df[c].astype("float64").replace([np.inf, -np.inf], np.nan) for c in cols})
+
+
+def validate_features(cfg: RunConfig) -> dict:
+    root = open_root(cfg.root)
+    item_ids = sorted(root.read_parquet(layout.validated(cfg.date, "catalog"), columns=["item_id"])["item_id"])
+    rows = {}
+    with gate(root, cfg.date, "features") as g:
+        for table, (key, cols) in NUMERIC.items():
+            df = root.read_parquet(layout.features(cfg.date, table))
+            rows[table] = len(df)
+            g.validate(finite(df, cols), numeric_suite(table, cols, key), table)
+            if key == "item_id":
+                g.validate(df[["item_id"]], items_in_catalog_suite(f"{table}_items", item_ids),
+                           f"{table}.items")
+        hist = root.read_parquet(layout.features(cfg.date, "histories"), columns=["user_id", "item_ids"])
+        rows["histories"] = len(hist)
+        g.validate(hist[["item_ids"]].explode("item_ids").rename(columns={"item_ids": "item_id"}),
+                   items_in_catalog_suite("histories_items", item_ids), "histories.items")
+        enforce(g.reports, "features", max_bad_fraction=0.0)
+    return {"rows": rows}
