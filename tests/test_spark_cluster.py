@@ -1,0 +1,99 @@
+"""The feature job on a real standalone Spark cluster gives the same tables as local mode."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import SHOP_DATE
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _spark_class(*args: str, log: Path) -> subprocess.Popen:
+    import pyspark
+
+    home = Path(pyspark.__file__).parent
+    env = {**os.environ, "SPARK_HOME": str(home), "SPARK_LOCAL_IP": "127.0.0.1",
+           "PYSPARK_PYTHON": sys.executable}
+    return subprocess.Popen([str(home / "bin" / "spark-class"), *args], env=env,
+                            stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """Master and one worker on 127.0.0.1; yields the master URL; stopped by pid."""
+    tmp = tmp_path_factory.mktemp("spark-cluster")
+    port, ui, worker_ui = _free_port(), _free_port(), _free_port()
+    master = _spark_class("org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+                          "--port", str(port), "--webui-port", str(ui), log=tmp / "master.log")
+    worker = _spark_class("org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
+                          "--cores", "1", "--memory", "1g", "--webui-port", str(worker_ui),
+                          "--work-dir", str(tmp / "work"), f"spark://127.0.0.1:{port}",
+                          log=tmp / "worker.log")
+    try:
+        deadline = time.monotonic() + 90
+        while True:  # poll the master's status page until the worker has registered
+            for p, name in ((master, "master"), (worker, "worker")):
+                if p.poll() is not None:
+                    raise RuntimeError(f"{name} exited:\n{(tmp / f'{name}.log').read_text()[-2000:]}")
+            try:
+                status = urllib.request.urlopen(f"http://127.0.0.1:{ui}/json/", timeout=2).read()
+                if b'"aliveworkers" : 1' in status or b'"aliveworkers":1' in status:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("Spark worker did not register with the master")
+            time.sleep(0.5)
+        yield f"spark://127.0.0.1:{port}"
+    finally:
+        _stop(worker)
+        _stop(master)
+
+
+def test_cluster_output_equals_local(cluster, shop, tmp_path):
+    from spark_jobs import features as job
+    from spark_jobs.session import get_spark
+    from tasks.layout import RunConfig
+    from tasks.validate_raw import validate_raw
+
+    validate_raw(RunConfig(root=str(shop), date=SHOP_DATE))
+    events, catalog = str(shop / "validated/events"), str(shop / f"validated/{SHOP_DATE}/catalog.parquet")
+    outputs = {}
+    for name, master in (("local", "local[2]"), ("cluster", cluster)):
+        spark = get_spark(f"nightrecs-{name}", master=master)
+        assert spark.sparkContext.master == master
+        try:
+            counts = job.run(spark, events, catalog, str(tmp_path / name), SHOP_DATE, str(tmp_path / f"q-{name}"))
+        finally:
+            spark.stop()
+        outputs[name] = counts
+    assert outputs["local"] == outputs["cluster"] and outputs["local"]["histories"] > 0
+    for table in ("histories", "item_popularity", "user_features", "item_features", "exclusions", "bots"):
+        a, b = (pd.read_parquet(tmp_path / n / table) for n in ("local", "cluster"))
+        key = [c for c in ("user_id", "item_id") if c in a.columns]
+        a, b = (x.sort_values(key).reset_index(drop=True) for x in (a, b))
+        pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-9)
