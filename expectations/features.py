@@ -8,14 +8,19 @@ import great_expectations.expectations as gxe
 from expectations.core import new_suite
 
 
-def numeric_suite(name: str, non_negative: list[str], key: str) -> gx.ExpectationSuite:
-    """Numbers are finite (inf is turned into null before validation) and >= 0."""
+def numeric_suite(name: str, non_negative: list[str], key: str, unique: bool = True,
+                  rates: tuple[str, ...] = ()) -> gx.ExpectationSuite:
+    """Numbers are finite (inf is turned into null before validation) and >= 0; rates are
+    in [0, 1]; the key is present (and unique when ``unique``)."""
     suite = new_suite(name)
     suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=key))
-    suite.add_expectation(gxe.ExpectColumnValuesToBeUnique(column=key))
+    if unique:
+        suite.add_expectation(gxe.ExpectColumnValuesToBeUnique(column=key))
     for col in non_negative:
         suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=col))
         suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column=col, min_value=0))
+    for col in rates:
+        suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column=col, min_value=0, max_value=1))
     return suite
 
 

@@ -22,6 +22,12 @@ POPULARITY_HALF_LIFE_DAYS = 7.0
 SESSION_GAP_MINUTES = 30
 BOT_MAX_EVENTS_PER_DAY = 2000
 BOT_MAX_ITEMS_PER_HOUR = 300
+WINDOWS = (1, 7, 30)
+RATE_PRIOR_VIEWS = 20.0  # smoothing strength: rates start at the global rate
+CO_HALF_LIFE_DAYS = 30.0
+CO_TOP_K = 20
+CO_USER_RECENT = 50  # items per user considered for user-level co-occurrence
+VALID_DAYS = 7
 HISTORY_MAX = 200
 OPTIONAL_EVENT_COLUMNS = {"value": T.DoubleType(), "session_id": T.StringType(),
                           "query": T.StringType(), "event_id": T.StringType()}
@@ -104,6 +110,7 @@ def user_histories(events: DataFrame, max_len: int = HISTORY_MAX) -> DataFrame:
         "user_id",
         h.getField("item_id").alias("item_ids"),
         h.getField("weight").alias("weights"),
+        h.getField("last_ts").alias("ts"),
         F.element_at(h.getField("last_ts"), -1).alias("last_ts"),
     )
 
@@ -146,24 +153,132 @@ def exclusions(events: DataFrame) -> DataFrame:
             .select("user_id", "item_id").distinct())
 
 
+def _age_days(run_date: str):
+    return F.datediff(F.to_date(F.lit(run_date)), F.to_date("ts"))
+
+
+def item_windows(events: DataFrame, catalog: DataFrame, run_date: str) -> DataFrame:
+    """Per catalog item: events per type and popularity per window (1/7/30 days), smoothed
+    view->click and view->purchase rates (items without views get the global rate), and
+    the 7d-vs-30d trend (1 = steady, > 1 = rising)."""
+    age = _age_days(run_date)
+    w = with_weights(events)
+    aggs = []
+    for d in WINDOWS:
+        inside = age <= d
+        aggs.append(F.sum(F.when(inside, F.col("weight")).otherwise(0.0)).alias(f"pop_{d}d"))
+        for t in ("view", "click", "purchase"):
+            aggs.append(F.sum(F.when(inside & (F.col("event_type") == t), 1).otherwise(0)).alias(f"n_{t}_{d}d"))
+    counted = w.groupBy("item_id").agg(*aggs)
+    per_item = catalog.select("item_id").join(counted, "item_id", "left").fillna(0)
+    totals = per_item.agg(*[F.sum(f"n_{t}_30d").alias(t) for t in ("view", "click", "purchase")]).first()
+    views = max(float(totals["view"] or 0), 1.0)
+    click_rate, buy_rate = float(totals["click"] or 0) / views, float(totals["purchase"] or 0) / views
+    a = F.lit(RATE_PRIOR_VIEWS)
+    return per_item.select(
+        "*",
+        ((F.col("n_click_30d") + a * click_rate) / (F.col("n_view_30d") + a)).alias("click_rate"),
+        ((F.col("n_purchase_30d") + a * buy_rate) / (F.col("n_view_30d") + a)).alias("purchase_rate"),
+        ((F.col("pop_7d") / 7 + 1.0) / (F.col("pop_30d") / 30 + 1.0)).alias("trend"),
+    )
+
+
+def user_windows(events: DataFrame, run_date: str) -> DataFrame:
+    """Per user: events per type per window and days since the last event."""
+    age = _age_days(run_date)
+    aggs = [F.min(age).alias("recency_days")]
+    for d in WINDOWS[1:]:
+        aggs += [F.sum(F.when((age <= d) & (F.col("event_type") == t), 1).otherwise(0)).alias(f"n_{t}_{d}d")
+                 for t in EVENT_WEIGHTS]
+    return events.groupBy("user_id").agg(*aggs)
+
+
+def user_affinities(events: DataFrame, catalog: DataFrame) -> DataFrame:
+    """Long table (user_id, kind, value, share): each user's weighted share of interactions
+    per category and per brand, and the user's price band (low / mid / high tercile of the
+    catalog's prices, by the median price of what they interacted with)."""
+    cols = [c for c in ("category", "brand", "price") if c in catalog.columns]
+    joined = with_weights(events).join(catalog.select("item_id", *cols), "item_id")
+    out = None
+    for kind in ("category", "brand"):
+        if kind not in cols:
+            continue
+        per = joined.where(F.col(kind).isNotNull()).groupBy("user_id", kind).agg(F.sum("weight").alias("w"))
+        share = F.col("w") / F.sum("w").over(Window.partitionBy("user_id"))
+        part = per.select("user_id", F.lit(kind).alias("kind"), F.col(kind).alias("value"), share.alias("share"))
+        out = part if out is None else out.unionByName(part)
+    if "price" in cols:
+        q = catalog.where(F.col("price").isNotNull()).approxQuantile("price", [1 / 3, 2 / 3], 0.001)
+        if len(q) == 2:
+            med = joined.groupBy("user_id").agg(F.percentile_approx("price", 0.5).alias("p"))
+            band = F.when(F.col("p") <= q[0], "low").when(F.col("p") <= q[1], "mid").otherwise("high")
+            part = med.where(F.col("p").isNotNull()).select(
+                "user_id", F.lit("price_band").alias("kind"), band.alias("value"), F.lit(1.0).alias("share"))
+            out = part if out is None else out.unionByName(part)
+    return out
+
+
+def co_occurrence(events: DataFrame, run_date: str, top_k: int = CO_TOP_K) -> DataFrame:
+    """Item-item scores from items seen together in a session (weight 1) or in a user's
+    recent history (weight 0.5), decayed with the age of the later event; top-K per item."""
+    decay = F.pow(F.lit(0.5), _age_days(run_date) / F.lit(CO_HALF_LIFE_DAYS))
+    touched = events.select("user_id", "session_id", "item_id", "ts", decay.alias("d"))
+    s_items = touched.groupBy("session_id", "item_id").agg(F.max("d").alias("d"))
+    sessions = (s_items.alias("a").join(s_items.alias("b"), "session_id")
+                .where(F.col("a.item_id") != F.col("b.item_id"))
+                .select(F.col("a.item_id").alias("item_id"), F.col("b.item_id").alias("other_id"),
+                        F.least("a.d", "b.d").alias("score")))
+    recent = (touched.groupBy("user_id", "item_id").agg(F.max("ts").alias("ts"), F.max("d").alias("d"))
+              .withColumn("r", F.row_number().over(Window.partitionBy("user_id").orderBy(F.desc("ts"))))
+              .where(F.col("r") <= CO_USER_RECENT))
+    users = (recent.alias("a").join(recent.alias("b"), "user_id")
+             .where(F.col("a.item_id") != F.col("b.item_id"))
+             .select(F.col("a.item_id").alias("item_id"), F.col("b.item_id").alias("other_id"),
+                     (F.least("a.d", "b.d") * 0.5).alias("score")))
+    scores = sessions.unionByName(users).groupBy("item_id", "other_id").agg(F.sum("score").alias("score"))
+    rank = F.row_number().over(Window.partitionBy("item_id").orderBy(F.desc("score"), "other_id"))
+    return scores.withColumn("rank", rank).where(F.col("rank") <= top_k)
+
+
+def training_examples(histories: DataFrame, run_date: str, valid_days: int = VALID_DAYS,
+                      history_len: int = 20) -> DataFrame:
+    """(previous items -> next item) per position of each history, with a time-based split:
+    targets in the last ``valid_days`` before the run date are ``valid``, the rest ``train``."""
+    h = histories.select("user_id", F.arrays_zip("item_ids", "weights", "ts").alias("h"))
+    pos = h.select("user_id", "h", F.posexplode("h").alias("i", "t")).where(F.col("i") > 0)
+    cutoff = F.to_timestamp(F.lit(run_date)) - F.expr(f"INTERVAL {valid_days} DAYS")
+    return pos.select(
+        "user_id",
+        F.slice("h", F.greatest(F.col("i") - history_len + 1, F.lit(1)), F.least(F.col("i"), F.lit(history_len)))
+        .getField("item_ids").alias("history"),
+        F.col("t.item_ids").alias("target"), F.col("t.weights").alias("weight"), F.col("t.ts").alias("target_ts"),
+        F.when(F.col("t.ts") >= cutoff, "valid").otherwise("train").alias("split"),
+    )
+
+
 def build(events: DataFrame, catalog: DataFrame, run_date: str,
           bot_max_events_per_day: int = BOT_MAX_EVENTS_PER_DAY,
           bot_max_items_per_hour: int = BOT_MAX_ITEMS_PER_HOUR) -> dict[str, DataFrame]:
     """All feature tables from validated events (already restricted to ``dt < run_date``).
 
-    Bots stay out of training histories and popularity; their purchases still count as
-    exclusions, so a bot-flagged person is never shown what they bought.
+    Bots stay out of training data, popularity and co-occurrence; their purchases still
+    count as exclusions, so a flagged person is never shown what they bought.
     """
     clean = sessionize(deduplicate(conform_events(events)))
     known, unknown = split_known_items(clean, catalog)
     known = known.cache()
     bots = flag_bots(known, bot_max_events_per_day, bot_max_items_per_hour).cache()
-    human = known.join(bots.select("user_id"), "user_id", "left_anti")
+    human = known.join(bots.select("user_id"), "user_id", "left_anti").cache()
+    recent = human.where(_age_days(run_date) <= max(WINDOWS))
+    histories = user_histories(human).cache()
     return {
-        "histories": user_histories(human),
+        "histories": histories,
+        "training_examples": training_examples(histories, run_date),
         "item_popularity": item_popularity(human, run_date),
-        "user_features": user_features(known),
-        "item_features": item_features(human, catalog),
+        "user_features": user_features(known).join(user_windows(known, run_date), "user_id", "left"),
+        "user_affinities": user_affinities(human, catalog),
+        "item_features": item_features(human, catalog).join(item_windows(recent, catalog, run_date), "item_id"),
+        "co_occurrence": co_occurrence(human, run_date),
         "exclusions": exclusions(known),
         "bots": bots,
         "quarantine_events": unknown,

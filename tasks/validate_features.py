@@ -16,12 +16,17 @@ from tasks.storage import open_root
 
 log = logging.getLogger(__name__)
 
-# table -> (key column, columns that must be finite and >= 0)
+# table -> (key column, unique key?, columns finite and >= 0, rates in [0, 1])
 NUMERIC = {
-    "item_popularity": ("item_id", ["score", "n_users", "n_events"]),
-    "user_features": ("user_id", ["n_events", "n_items"]),
-    "item_features": ("item_id", ["n_view", "n_click", "n_add_to_cart", "n_purchase", "n_rating"]),
+    "item_popularity": ("item_id", True, ["score", "n_users", "n_events"], ()),
+    "user_features": ("user_id", True, ["n_events", "n_items", "recency_days"], ()),
+    "item_features": ("item_id", True, ["n_view", "n_purchase", "pop_7d", "pop_30d", "trend"],
+                      ("click_rate", "purchase_rate")),
+    "co_occurrence": ("item_id", False, ["score"], ()),
 }
+# tables whose item columns must all be catalog items
+ITEM_COLUMNS = {"item_popularity": ["item_id"], "item_features": ["item_id"],
+                "co_occurrence": ["item_id", "other_id"]}
 
 
 def finite(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
@@ -34,13 +39,13 @@ def validate_features(cfg: RunConfig) -> dict:
     item_ids = sorted(root.read_parquet(layout.validated(cfg.date, "catalog"), columns=["item_id"])["item_id"])
     rows = {}
     with gate(root, cfg.date, "features") as g:
-        for table, (key, cols) in NUMERIC.items():
+        for table, (key, unique, cols, rates) in NUMERIC.items():
             df = root.read_parquet(layout.features(cfg.date, table))
             rows[table] = len(df)
-            g.validate(finite(df, cols), numeric_suite(table, cols, key), table)
-            if key == "item_id":
-                g.validate(df[["item_id"]], items_in_catalog_suite(f"{table}_items", item_ids),
-                           f"{table}.items")
+            g.validate(finite(df, cols + list(rates)), numeric_suite(table, cols, key, unique, rates), table)
+            for col in ITEM_COLUMNS.get(table, []):
+                g.validate(df[[col]].rename(columns={col: "item_id"}),
+                           items_in_catalog_suite(f"{table}_{col}", item_ids), f"{table}.{col}")
         hist = root.read_parquet(layout.features(cfg.date, "histories"), columns=["user_id", "item_ids"])
         rows["histories"] = len(hist)
         g.validate(hist[["item_ids"]].explode("item_ids").rename(columns={"item_ids": "item_id"}),

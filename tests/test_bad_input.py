@@ -258,3 +258,20 @@ def test_unknown_items_and_bots_in_the_feature_job(shop):
     assert pop["n_events"].sum() < raw_count(shop) - n
     ghosts = pd.read_parquet(shop / f"quarantine/{SHOP_DATE}/events_unknown_item")
     assert set(ghosts["reason"]) == {"item_id not in catalog"} and len(ghosts) == 3
+
+
+def test_feature_gate_stops_on_infinite_or_unknown_values(published_shop, tmp_path):
+    root = tmp_path / "shop"
+    shutil.copytree(published_shop, root)
+    pop_dir = root / f"features/{SHOP_DATE}/item_popularity"
+    pop = pd.read_parquet(pop_dir)
+    pop.loc[0, "score"] = np.inf
+    pop.loc[1, "item_id"] = "ghost"
+    shutil.rmtree(pop_dir)
+    pop_dir.mkdir()
+    pop.to_parquet(pop_dir / "part-0.parquet")
+    with pytest.raises(DataQualityError) as err:
+        run_step("validate_features", RunConfig(root=str(root), date=SHOP_DATE))
+    msg = str(err.value)
+    assert "expect_column_values_to_not_be_null on item_popularity.score: 1 of" in msg
+    assert "item_popularity.item_id" in msg and "'ghost'" in msg

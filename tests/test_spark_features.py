@@ -121,6 +121,50 @@ def test_bots_flagged_and_kept_out_of_training_and_popularity(spark):
     assert [r.user_id for r in out["bots"].collect()] == ["bot"]
 
 
+def test_item_windows_rates_and_trend(spark):
+    rows = [("u1", "a", "view", ts(9)), ("u1", "a", "click", ts(9)), ("u2", "a", "view", ts(2)),
+            ("u3", "b", "view", ts(1, 1))]
+    ev = F.conform_events(spark.createDataFrame(rows, "user_id string, item_id string, event_type string, ts timestamp"))
+    cat = spark.createDataFrame([("a",), ("b",), ("c",)], "item_id string")
+    got = {r.item_id: r for r in F.item_windows(ev, cat, "2026-03-10").collect()}
+    assert got["a"].n_view_1d == 1 and got["a"].n_view_7d == 1 and got["a"].n_view_30d == 2
+    global_rate = 1 / 3  # 1 click over 3 views
+    assert got["c"].click_rate == pytest.approx(global_rate)  # no views: the prior
+    assert got["a"].click_rate == pytest.approx((1 + 20 * global_rate) / (2 + 20))
+    assert got["a"].trend > 1 > got["b"].trend  # a is rising, b only has an old view
+
+
+def test_co_occurrence_sessions_and_histories(spark):
+    rows = [("u1", "a", "view", ts(9), "s1"), ("u1", "b", "view", ts(9), "s1"),
+            ("u2", "a", "view", ts(9), "s2"), ("u2", "c", "view", ts(9, 13), "s3")]
+    ev = F.conform_events(spark.createDataFrame(
+        rows, "user_id string, item_id string, event_type string, ts timestamp, session_id string"))
+    got = {(r.item_id, r.other_id): r.score for r in F.co_occurrence(ev, "2026-03-10").collect()}
+    decay = 0.5 ** (1 / 30)
+    assert got[("a", "b")] == pytest.approx(decay * 1.5)  # same session + same user
+    assert got[("a", "c")] == pytest.approx(decay * 0.5)  # same user, other session
+    assert ("b", "c") not in got and got[("b", "a")] == got[("a", "b")]
+    assert F.co_occurrence(ev, "2026-03-10", top_k=1).where("item_id = 'a'").first().other_id == "b"
+
+
+def test_training_examples_split_by_time(spark):
+    rows = [("u1", "a", "view", ts(1)), ("u1", "b", "view", ts(2)), ("u1", "c", "purchase", ts(8))]
+    ev = F.conform_events(spark.createDataFrame(rows, "user_id string, item_id string, event_type string, ts timestamp"))
+    ex = F.training_examples(F.user_histories(ev), "2026-03-10", valid_days=3).orderBy("target_ts").collect()
+    assert [(r.history, r.target, r.split) for r in ex] == [(["a"], "b", "train"), (["a", "b"], "c", "valid")]
+    assert ex[1].weight == 4.0
+
+
+def test_affinities(spark):
+    rows = [("u1", "a", "purchase", ts(1)), ("u1", "b", "view", ts(2))]
+    ev = F.conform_events(spark.createDataFrame(rows, "user_id string, item_id string, event_type string, ts timestamp"))
+    cat = spark.createDataFrame([("a", "Shoes", "X", 10.0), ("b", "Books", "X", 50.0), ("c", "Books", "Y", 90.0)],
+                                "item_id string, category string, brand string, price double")
+    got = {(r.kind, r.value): r.share for r in F.user_affinities(ev, cat).collect()}
+    assert got[("category", "Shoes")] == pytest.approx(0.8) and got[("brand", "X")] == pytest.approx(1.0)
+    assert ("price_band", "low") in got
+
+
 def test_run_reads_only_partitions_before_the_date(spark, shop):
     from tasks.layout import RunConfig
     from tasks.validate_raw import validate_raw
