@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 SEVERITIES = ("fail", "warn", "quarantine")
 SOURCE_COLUMNS = ["_file", "_row"]
+KEY_COLUMNS = ["user_id", "item_id"]  # shown with each sample row, when present
 ROW_ID = "_idx"
 SAMPLE_ROWS = 5
 
@@ -123,7 +124,7 @@ class Gate:
         ctx = _context()
         df = df.reset_index(drop=True)
         df[ROW_ID] = range(len(df))
-        index_cols = [ROW_ID] + [c for c in SOURCE_COLUMNS if c in df.columns]
+        index_cols = [ROW_ID] + [c for c in SOURCE_COLUMNS + KEY_COLUMNS if c in df.columns]
         key = f"{self._site}-{table}-{uuid.uuid4().hex[:6]}"
         asset = ctx.data_sources.get("nightrecs").add_dataframe_asset(key)
         suite.name = key
@@ -148,6 +149,13 @@ class Gate:
         self.reports.append(report)
         return report
 
+    def merge(self, table: str) -> GateReport:
+        """Replace this gate's batch reports of ``table`` by one merged report."""
+        batches = [r for r in self.reports if r.table == table]
+        merged = merge_reports(batches, table)
+        self.reports = [r for r in self.reports if r.table != table] + [merged]
+        return merged
+
     def finish(self) -> None:
         if self.docs_dir is not None:
             _context().build_data_docs(site_names=[self._site])
@@ -170,6 +178,21 @@ def _check_result(r) -> CheckResult:
         observed=error or result.get("observed_value"),
         row_ids=[int(x[ROW_ID]) for x in rows if ROW_ID in x],
     )
+
+
+def merge_reports(reports: list[GateReport], table: str) -> GateReport:
+    """One report for a table validated in batches: counts add up, samples are kept from
+    the first batches, row ids are dropped (they refer to each batch)."""
+    rows = sum(r.rows for r in reports)
+    merged: dict[tuple, CheckResult] = {}
+    for rep in reports:
+        for r in rep.results:
+            key = (r.check, r.column, r.severity)
+            m = merged.setdefault(key, CheckResult(r.check, r.column, r.severity, 0, rows, [], r.observed))
+            m.unexpected_count += r.unexpected_count or 0
+            m.samples = (m.samples + r.samples)[:SAMPLE_ROWS]
+    return GateReport(table=table, rows=rows, results=list(merged.values()),
+                      quarantined=sum(r.quarantined for r in reports))
 
 
 def split_quarantine(df: pd.DataFrame, report: GateReport) -> tuple[pd.DataFrame, pd.DataFrame]:

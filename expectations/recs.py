@@ -8,14 +8,15 @@ import great_expectations.expectations as gxe
 from expectations.core import new_suite
 
 
-def lists_suite(item_ids: list[str]) -> gx.ExpectationSuite:
-    """On the long list frame (user_id, rank, item_id, score)."""
+def lists_suite() -> gx.ExpectationSuite:
+    """On the long list frame (user_id, rank, item_id, score) plus ``in_stock_item``: the
+    item exists in the catalog and is in stock (computed outside GX)."""
     suite = new_suite("recs_lists")
     for col in ("user_id", "item_id", "rank", "score"):
         suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=col))
     suite.add_expectation(gxe.ExpectCompoundColumnsToBeUnique(column_list=["user_id", "item_id"]))
     suite.add_expectation(gxe.ExpectCompoundColumnsToBeUnique(column_list=["user_id", "rank"]))
-    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="item_id", value_set=item_ids))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="in_stock_item", value_set=[True]))
     return suite
 
 

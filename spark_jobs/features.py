@@ -26,7 +26,8 @@ WINDOWS = (1, 7, 30)
 RATE_PRIOR_VIEWS = 20.0  # smoothing strength: rates start at the global rate
 CO_HALF_LIFE_DAYS = 30.0
 CO_TOP_K = 20
-CO_USER_RECENT = 50  # items per user considered for user-level co-occurrence
+CO_USER_RECENT = 50  # items per user considered for user-level co-occurrence ...
+CO_USER_SPAN = 5     # ... pairing each with the next 5 in the user's sequence (not all pairs)
 VALID_DAYS = 7
 HISTORY_MAX = 200
 OPTIONAL_EVENT_COLUMNS = {"value": T.DoubleType(), "session_id": T.StringType(),
@@ -219,8 +220,10 @@ def user_affinities(events: DataFrame, catalog: DataFrame) -> DataFrame:
 
 
 def co_occurrence(events: DataFrame, run_date: str, top_k: int = CO_TOP_K) -> DataFrame:
-    """Item-item scores from items seen together in a session (weight 1) or in a user's
-    recent history (weight 0.5), decayed with the age of the later event; top-K per item."""
+    """Item-item scores from items seen together in a session (weight 1) or close together
+    (within ``CO_USER_SPAN`` positions) in a user's 50 most recent items (weight 0.5),
+    decayed with the age of the older event; top-K per item. Pairs per user stay linear in
+    history length, so cost grows with events, not with their square."""
     decay = F.pow(F.lit(0.5), _age_days(run_date) / F.lit(CO_HALF_LIFE_DAYS))
     touched = events.select("user_id", "session_id", "item_id", "ts", decay.alias("d"))
     s_items = touched.groupBy("session_id", "item_id").agg(F.max("d").alias("d"))
@@ -231,10 +234,12 @@ def co_occurrence(events: DataFrame, run_date: str, top_k: int = CO_TOP_K) -> Da
     recent = (touched.groupBy("user_id", "item_id").agg(F.max("ts").alias("ts"), F.max("d").alias("d"))
               .withColumn("r", F.row_number().over(Window.partitionBy("user_id").orderBy(F.desc("ts"))))
               .where(F.col("r") <= CO_USER_RECENT))
-    users = (recent.alias("a").join(recent.alias("b"), "user_id")
-             .where(F.col("a.item_id") != F.col("b.item_id"))
-             .select(F.col("a.item_id").alias("item_id"), F.col("b.item_id").alias("other_id"),
-                     (F.least("a.d", "b.d") * 0.5).alias("score")))
+    ahead = recent.select("user_id", F.explode(F.sequence(F.col("r") + 1, F.col("r") + CO_USER_SPAN)).alias("r"),
+                          F.col("item_id").alias("other_id"), F.col("d").alias("d2"))
+    near = recent.join(ahead, ["user_id", "r"]).select(
+        "item_id", "other_id", (F.least("d", "d2") * 0.5).alias("score"))
+    users = near.unionByName(near.select(F.col("other_id").alias("item_id"),
+                                         F.col("item_id").alias("other_id"), "score"))
     scores = sessions.unionByName(users).groupBy("item_id", "other_id").agg(F.sum("score").alias("score"))
     rank = F.row_number().over(Window.partitionBy("item_id").orderBy(F.desc("score"), "other_id"))
     return scores.withColumn("rank", rank).where(F.col("rank") <= top_k)

@@ -44,6 +44,13 @@ class Root(ABC):
         """Changes whenever the object's content may have changed (size + mtime, or ETag)."""
 
     @abstractmethod
+    def size(self, key: str) -> int: ...
+
+    @abstractmethod
+    def move(self, key: str, dest: str) -> None:
+        """Rename one object (atomic on a local disk; copy + delete on S3)."""
+
+    @abstractmethod
     def list(self, prefix: str) -> list[str]:
         """All keys under ``prefix`` (recursive), sorted."""
 
@@ -118,6 +125,14 @@ class LocalRoot(Root):
         st = self.local_path(key).stat()
         return f"{st.st_size}-{st.st_mtime_ns}"
 
+    def size(self, key: str) -> int:
+        return self.local_path(key).stat().st_size
+
+    def move(self, key: str, dest: str) -> None:
+        target = self.local_path(dest)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.local_path(key), target)
+
     def list(self, prefix: str) -> list[str]:
         base = self.local_path(prefix)
         if base.is_file():
@@ -182,6 +197,14 @@ class S3Root(Root):
     def fingerprint(self, key: str) -> str:
         head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
         return f"{head['ContentLength']}-{head['ETag'].strip(chr(34))}"
+
+    def size(self, key: str) -> int:
+        return self.client.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"]
+
+    def move(self, key: str, dest: str) -> None:
+        self.client.copy_object(Bucket=self.bucket, Key=self._key(dest),
+                                CopySource={"Bucket": self.bucket, "Key": self._key(key)})
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
     def _list_keys(self, prefix: str, max_keys: int | None = None) -> list[str]:
         full = self._key(prefix).rstrip("/") + "/"

@@ -36,7 +36,12 @@ def finite(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
 
 def validate_features(cfg: RunConfig) -> dict:
     root = open_root(cfg.root)
-    item_ids = sorted(root.read_parquet(layout.validated(cfg.date, "catalog"), columns=["item_id"])["item_id"])
+    item_ids = set(root.read_parquet(layout.validated(cfg.date, "catalog"), columns=["item_id"])["item_id"])
+
+    def items(frame: pd.DataFrame, col: str) -> pd.DataFrame:
+        ids = frame[[col]].rename(columns={col: "item_id"})
+        return ids.assign(in_catalog=ids["item_id"].isin(item_ids))
+
     rows = {}
     with gate(root, cfg.date, "features") as g:
         for table, (key, unique, cols, rates) in NUMERIC.items():
@@ -44,11 +49,10 @@ def validate_features(cfg: RunConfig) -> dict:
             rows[table] = len(df)
             g.validate(finite(df, cols + list(rates)), numeric_suite(table, cols, key, unique, rates), table)
             for col in ITEM_COLUMNS.get(table, []):
-                g.validate(df[[col]].rename(columns={col: "item_id"}),
-                           items_in_catalog_suite(f"{table}_{col}", item_ids), f"{table}.{col}")
+                g.validate(items(df, col), items_in_catalog_suite(f"{table}_{col}"), f"{table}.{col}")
         hist = root.read_parquet(layout.features(cfg.date, "histories"), columns=["user_id", "item_ids"])
         rows["histories"] = len(hist)
-        g.validate(hist[["item_ids"]].explode("item_ids").rename(columns={"item_ids": "item_id"}),
-                   items_in_catalog_suite("histories_items", item_ids), "histories.items")
+        g.validate(items(hist.explode("item_ids"), "item_ids"), items_in_catalog_suite("histories_items"),
+                   "histories.items")
         enforce(g.reports, "features", max_bad_fraction=0.0)
     return {"rows": rows}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import statistics
 
 import numpy as np
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 TABLES = {"catalog": layout.RAW_CATALOG, "users": layout.RAW_USERS, "events": layout.RAW_EVENTS}
 SOURCE_FILE = "_source.json"
 VOLUME_DAYS = 7
+INGEST_BATCH_BYTES = int(os.environ.get("NIGHTRECS_INGEST_BATCH_BYTES", 128 * 2**20))
 
 
 def rules_of(cfg: RunConfig) -> RawRules:
@@ -129,14 +131,15 @@ def collapse_exact_duplicates(df: pd.DataFrame, table: str) -> tuple[pd.DataFram
     return df[~dup].reset_index(drop=True), int(dup.sum())
 
 
-def _quarantine(root: Root, date: str, table: str, bad: list[pd.DataFrame]) -> int:
+def _quarantine(root: Root, date: str, table: str, part: int, bad: list[pd.DataFrame]) -> None:
+    if part == 0:
+        root.delete_prefix(layout.quarantine(date, table))  # a rerun replaces that date's rows
     bad = [b for b in bad if len(b)]
     if not bad:
-        return 0
-    out = pd.concat(bad, ignore_index=True).astype(str)
-    root.write_parquet(f"{layout.quarantine(date, table)}/part-00000.parquet", out)
+        return
+    out = pd.concat(bad, ignore_index=True).drop(columns=["user_known"], errors="ignore").astype(str)
+    root.write_parquet(f"{layout.quarantine(date, table)}/part-{part:05d}.parquet", out)
     log.warning("quarantined %d %s rows: %s", len(out), table, root.full(layout.quarantine(date, table)))
-    return len(out)
 
 
 def validate_raw(cfg: RunConfig) -> dict:
@@ -144,60 +147,98 @@ def validate_raw(cfg: RunConfig) -> dict:
     root = open_root(cfg.root)
     rules = rules_of(cfg)
     days = event_partitions(root, cfg.date)
-    with gate(root, cfg.date, "raw") as g:
-        tables, problems, bad_text = {}, [], {}
+    incoming = f"validated/_incoming/{cfg.date}"
+    root.delete_prefix(incoming)
+    try:
+        with gate(root, cfg.date, "raw") as g:
+            clean, todo, counts = _gate_tables(root, cfg, rules, days, incoming, g)
+            enforce(g.reports, "raw", cfg.max_bad_fraction)
+        # the gate passed: only now publish what downstream steps read
         for table in ("catalog", "users"):
-            keys = table_files(root, table)
-            if not keys:
-                problems.append(f"{table}: no Parquet files under {root.full(TABLES[table])}")
-                continue
-            tables[table], found, bad_text[table] = load_table(root, table, keys)
-            problems.extend(found)
-        todo = {d: keys for d, keys in days.items() if _needs_ingest(root, d, keys)}
-        if not days:
-            problems.append(f"events: no Parquet files under {root.full(TABLES['events'])}/dt=* "
-                            f"before {cfg.date}")
-        new_keys = [k for keys in todo.values() for k in keys]
-        tables["events"], found, bad_text["events"] = load_table(root, "events", new_keys)
-        problems.extend(found)
-        if problems:
-            raise DataQualityError("raw data does not match the contract; the run stops and "
-                                   "published lists stay as they were:\n  - " + "\n  - ".join(problems))
+            root.write_parquet(layout.validated(cfg.date, table), _typed(clean[table], table))
+        for day in todo:
+            root.delete_prefix(layout.validated_events(day))
+            for key in root.list(f"{incoming}/dt={day}"):
+                root.move(key, f"{layout.validated_events(day)}/{key.rsplit('/', 1)[1]}")
+    finally:
+        root.delete_prefix(incoming)
+    return {"rows": {"catalog": len(clean["catalog"]), "users": len(clean["users"]),
+                     "events": sum(counts[d] for d in todo)},
+            "quarantined": {r.table: r.quarantined for r in g.reports if r.table != "volume"},
+            "ingested_days": sorted(todo), "newest_day": max(days) if days else None,
+            "summary": root.full(f"reports/{cfg.date}/summary.json")}
 
-        clean, bad, reports = {}, {}, []
-        for table, suite in (("catalog", catalog_suite()), ("users", users_suite())):
-            df, n_dup = collapse_exact_duplicates(tables[table], table)
-            if n_dup:
-                log.warning("%s: %d exact duplicate rows collapsed", table, n_dup)
-            rep = g.validate(df, suite, table)
-            clean[table], bad[table] = split_quarantine(df, rep)
-            reports.append(rep)
-        if todo:
-            known_users = sorted(clean["users"]["user_id"].astype(str))
-            rep = g.validate(tables["events"], events_suite(cfg.date, rules, known_users), "events")
-            clean["events"], bad["events"] = split_quarantine(tables["events"], rep)
-            reports.append(rep)
-        else:
-            clean["events"], bad["events"] = tables["events"], pd.DataFrame()
-        for rep in reports:  # rows with invalid UTF-8 count as quarantined too
-            rep.quarantined += len(bad_text[rep.table])
-            rep.rows += len(bad_text[rep.table])
 
-        counts = _day_counts(root, days, todo, clean["events"])
-        newest = max(days) if days else None
-        _volume_check(g, counts, cfg.date, rules)
-        for table in ("catalog", "users", "events"):
-            _quarantine(root, cfg.date, table, [bad[table], bad_text[table]])
-        enforce(g.reports, "raw", cfg.max_bad_fraction)
-
-    # the gate passed: only now write what downstream steps read
+def _gate_tables(root: Root, cfg: RunConfig, rules: RawRules, days: dict[str, list[str]],
+                 incoming: str, g) -> tuple[dict, dict, dict]:
+    """Validate catalog and users whole, then new event partitions in bounded batches;
+    good event rows are staged under ``incoming``. Returns (clean catalog/users, the days
+    ingested, validated event counts per day)."""
+    tables, problems, bad_text = {}, [], {}
     for table in ("catalog", "users"):
-        root.write_parquet(layout.validated(cfg.date, table), _typed(clean[table], table))
-    ingested = _write_events(root, todo, clean["events"])
-    return {"rows": {t: len(clean[t]) for t in clean},
-            "quarantined": {r.table: r.quarantined for r in reports},
-            "ingested_days": sorted(ingested), "newest_day": newest,
-            "summary": root.full("reports/" + cfg.date + "/summary.json")}
+        keys = table_files(root, table)
+        if not keys:
+            problems.append(f"{table}: no Parquet files under {root.full(TABLES[table])}")
+            continue
+        tables[table], found, bad_text[table] = load_table(root, table, keys)
+        problems.extend(found)
+    if not days:
+        problems.append(f"events: no Parquet files under {root.full(TABLES['events'])}/dt=* "
+                        f"before {cfg.date}")
+    if problems:
+        _fail_contract(problems)
+
+    clean, bad = {}, {}
+    for table, suite in (("catalog", catalog_suite()), ("users", users_suite())):
+        df, n_dup = collapse_exact_duplicates(tables[table], table)
+        if n_dup:
+            log.warning("%s: %d exact duplicate rows collapsed", table, n_dup)
+        rep = g.validate(df, suite, table)
+        clean[table], bad[table] = split_quarantine(df, rep)
+        rep.quarantined += len(bad_text[table])  # rows with invalid UTF-8 count as quarantined
+        rep.rows += len(bad_text[table])
+        _quarantine(root, cfg.date, table, 0, [bad[table], bad_text[table]])
+
+    todo = {d: keys for d, keys in days.items() if _needs_ingest(root, d, keys)}
+    known_users = set(clean["users"]["user_id"])
+    fresh: dict[str, int] = {}
+    for n, batch in enumerate(_batches(root, todo)):
+        events, found, bad_rows = load_table(root, "events", [k for d in batch for k in todo[d]])
+        if found:
+            _fail_contract(found)
+        events["user_known"] = events["user_id"].isin(known_users)
+        rep = g.validate(events, events_suite(cfg.date, rules), "events")
+        good, bad_events = split_quarantine(events, rep)
+        rep.quarantined += len(bad_rows)
+        rep.rows += len(bad_rows)
+        _quarantine(root, cfg.date, "events", n, [bad_events, bad_rows])
+        fresh.update(_stage_events(root, incoming, {d: todo[d] for d in batch}, good))
+    if todo:
+        g.merge("events")
+    counts = {day: fresh[day] if day in todo else
+              json.loads(root.read_text(f"{layout.validated_events(day)}/{SOURCE_FILE}"))["rows"]
+              for day in days}
+    _volume_check(g, counts, cfg.date, rules)
+    return clean, todo, counts
+
+
+def _fail_contract(problems: list[str]) -> None:
+    raise DataQualityError("raw data does not match the contract; the run stops and "
+                           "published lists stay as they were:\n  - " + "\n  - ".join(problems))
+
+
+def _batches(root: Root, todo: dict[str, list[str]]) -> list[list[str]]:
+    """Consecutive days grouped so that one batch holds at most ``INGEST_BATCH_BYTES`` of
+    Parquet (a day is never split): memory stays bounded however long the history."""
+    batches, current, size = [], [], 0
+    for day in sorted(todo):
+        day_size = sum(root.size(k) for k in todo[day])
+        if current and size + day_size > INGEST_BATCH_BYTES:
+            batches.append(current)
+            current, size = [], 0
+        current.append(day)
+        size += day_size
+    return batches + ([current] if current else [])
 
 
 def _needs_ingest(root: Root, day: str, keys: list[str]) -> bool:
@@ -205,15 +246,6 @@ def _needs_ingest(root: Root, day: str, keys: list[str]) -> bool:
     if not root.exists(source):
         return True
     return json.loads(root.read_text(source))["files"] != _fingerprint(root, keys)
-
-
-def _day_counts(root: Root, days: dict, todo: dict, new_events: pd.DataFrame) -> dict[str, int]:
-    """Validated event counts per day: fresh ones from this run, older ones from their ingest."""
-    fresh = (new_events.groupby(new_events["_file"].map(layout.event_partition_date)).size()
-             if len(new_events) else pd.Series(dtype=int))
-    return {day: int(fresh.get(day, 0)) if day in todo else
-            json.loads(root.read_text(f"{layout.validated_events(day)}/{SOURCE_FILE}"))["rows"]
-            for day in days}
 
 
 def _volume_check(g, counts: dict[str, int], run_date: str, rules: RawRules) -> GateReport:
@@ -231,13 +263,16 @@ def _typed(df: pd.DataFrame, table: str) -> pa.Table:
     return pa.Table.from_pandas(df, schema=contract_schema(table), preserve_index=False)
 
 
-def _write_events(root: Root, todo: dict[str, list[str]], events: pd.DataFrame) -> list[str]:
+def _stage_events(root: Root, incoming: str, days: dict[str, list[str]],
+                  events: pd.DataFrame) -> dict[str, int]:
+    """Write each day's good rows (and its source fingerprint) under ``incoming``."""
     by_day = dict(tuple(events.groupby(events["_file"].map(layout.event_partition_date)))) \
         if len(events) else {}
-    for day, keys in todo.items():
+    counts = {}
+    for day, keys in days.items():
         part = by_day.get(day, events.iloc[:0])
-        prefix = layout.validated_events(day)
-        root.write_parquet(f"{prefix}/part-00000.parquet", _typed(part, "events"))
-        root.write_text(f"{prefix}/{SOURCE_FILE}", json.dumps(
-            {"files": _fingerprint(root, keys), "rows": len(part)}))
-    return list(todo)
+        root.write_parquet(f"{incoming}/dt={day}/part-00000.parquet", _typed(part, "events"))
+        root.write_text(f"{incoming}/dt={day}/{SOURCE_FILE}",
+                        json.dumps({"files": _fingerprint(root, keys), "rows": len(part)}))
+        counts[day] = len(part)
+    return counts

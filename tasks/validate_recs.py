@@ -38,7 +38,7 @@ def validate_recs(cfg: RunConfig) -> dict:
     lengths = expected_lengths(users, in_stock, exclusions, cfg.top_n)
     lengths["n"] = recs.groupby("user_id").size().reindex(lengths["user_id"]).fillna(0).astype(int).to_numpy()
     with gate(root, cfg.date, "recs") as g:
-        g.validate(recs, lists_suite(sorted(in_stock)), "recs")
+        g.validate(recs.assign(in_stock_item=recs["item_id"].isin(in_stock)), lists_suite(), "recs")
         g.validate(lengths, lengths_suite(cfg.top_n), "recs_lengths")
         enforce(g.reports, "recs", max_bad_fraction=0.0)
     return {"users": len(lengths), "rows": len(recs)}

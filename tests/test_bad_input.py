@@ -218,7 +218,7 @@ def test_unknown_users_warn_and_are_kept(shop):
     assert_kept_good_rows(shop, result, bad=0)
     summary = json.loads((shop / f"reports/{SHOP_DATE}/summary.json").read_text())
     events = next(t for t in summary["raw"]["tables"] if t["table"] == "events")
-    assert events["warn"] == {"expect_column_values_to_be_in_set(user_id)": 2}
+    assert events["warn"] == {"expect_column_values_to_be_in_set(user_known)": 2}
 
 
 def test_extra_column_is_ignored(shop):
@@ -274,4 +274,34 @@ def test_feature_gate_stops_on_infinite_or_unknown_values(published_shop, tmp_pa
         run_step("validate_features", RunConfig(root=str(root), date=SHOP_DATE))
     msg = str(err.value)
     assert "expect_column_values_to_not_be_null on item_popularity.score: 1 of" in msg
-    assert "item_popularity.item_id" in msg and "'ghost'" in msg
+    assert "item_popularity.item_id" in msg and "item_id='ghost'" in msg
+
+
+def test_batched_ingest_equals_one_batch(shop, tmp_path, monkeypatch):
+    """With one day per batch the result is the same; quarantine reports add up."""
+    import tasks.validate_raw as vr
+
+    rewrite(shop / EVENTS_FILE, set_rows("event_type", [1], "wishlist"))
+    rewrite(shop / NEWEST_FILE, set_rows("event_type", [2], "wishlist"))
+    other = tmp_path / "other"
+    shutil.copytree(shop, other)
+    whole = ingest(shop)
+    monkeypatch.setattr(vr, "INGEST_BATCH_BYTES", 1)
+    batched = ingest(other)
+    assert batched["rows"] == whole["rows"] and batched["quarantined"] == whole["quarantined"]
+    assert batched["quarantined"]["events"] == 2
+    assert len(list((other / f"quarantine/{SHOP_DATE}/events").glob("*.parquet"))) == 2
+    a = pd.read_parquet(shop / "validated/events").sort_values("event_id", ignore_index=True)
+    b = pd.read_parquet(other / "validated/events").sort_values("event_id", ignore_index=True)
+    pd.testing.assert_frame_equal(a, b)
+    assert not (other / "validated/_incoming").exists() or not any((other / "validated/_incoming").iterdir())
+
+
+def test_second_run_ingests_only_changed_days(shop):
+    first = ingest(shop)
+    assert len(first["ingested_days"]) == 8
+    again = validate_raw(RunConfig(root=str(shop), date=SHOP_DATE))
+    assert again["ingested_days"] == []
+    rewrite(shop / EVENTS_FILE, lambda df: df.iloc[:-1])
+    changed = validate_raw(RunConfig(root=str(shop), date=SHOP_DATE))
+    assert changed["ingested_days"] == ["2026-03-05"]
