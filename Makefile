@@ -17,6 +17,12 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
+# hadoop-aws + AWS SDK jars for Spark's s3a:// (Maven is unreachable here; this PyPI sdist
+# carries them). A version-mismatched pair (hadoop-aws 3.3.1, Spark's Hadoop 3.5): good for
+# tests, not for production images, which should bake matching jars.
+S3A_JARS_DIR := $(VENV)/s3a-jars
+S3A_JARS := $(S3A_JARS_DIR)/hadoop-aws-3.3.1.jar,$(S3A_JARS_DIR)/aws-java-sdk-bundle-1.11.901.jar
+
 .PHONY: install demo test clean
 
 $(BIN)/.installed: pyproject.toml
@@ -24,6 +30,14 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH)"
 	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+$(S3A_JARS_DIR)/.done:
+	mkdir -p $(S3A_JARS_DIR)/sdist
+	$(BIN)/pip download -q --no-deps --no-binary :all: --no-build-isolation sagemaker-pyspark==1.4.5 -d $(S3A_JARS_DIR)/sdist
+	tar xzf $(S3A_JARS_DIR)/sdist/sagemaker_pyspark-1.4.5.tar.gz -C $(S3A_JARS_DIR) --strip-components=3 \
+		sagemaker_pyspark-1.4.5/deps/jars/hadoop-aws-3.3.1.jar sagemaker_pyspark-1.4.5/deps/jars/aws-java-sdk-bundle-1.11.901.jar
+	rm -rf $(S3A_JARS_DIR)/sdist
 	touch $@
 
 install: $(BIN)/.installed
@@ -39,8 +53,8 @@ demo: install
 	@echo "Sample list for user u000001:"
 	@$(BIN)/nightrecs recs get --root $(DEMO_ROOT) u000001
 
-test: install
-	$(BIN)/pytest
+test: install $(S3A_JARS_DIR)/.done
+	NIGHTRECS_TEST_S3A_JARS=$(S3A_JARS) $(BIN)/pytest
 
 clean:
 	rm -rf $(VENV) .airflow demo *.egg-info

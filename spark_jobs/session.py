@@ -8,6 +8,31 @@ import sys
 from pyspark.sql import SparkSession
 
 
+def s3a_enabled() -> bool:
+    """Spark can reach ``s3a://`` when the hadoop-aws and AWS SDK jars are configured."""
+    return bool(os.environ.get("NIGHTRECS_SPARK_JARS"))
+
+
+def s3a_settings() -> dict[str, str]:
+    """S3A settings from the standard AWS variables. Durations are plain numbers because
+    hadoop-aws 3.3 cannot parse the '60s'-style defaults of Spark's Hadoop 3.5 client."""
+    settings = {
+        "fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+        "fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
+        "fs.s3a.access.key": os.environ.get("AWS_ACCESS_KEY_ID", ""),
+        "fs.s3a.secret.key": os.environ.get("AWS_SECRET_ACCESS_KEY", ""),
+        "fs.s3a.connection.establish.timeout": "5000", "fs.s3a.connection.timeout": "200000",
+        "fs.s3a.connection.ttl": "300000", "fs.s3a.threads.keepalivetime": "60",
+        "fs.s3a.multipart.purge.age": "86400", "fs.s3a.retry.interval": "500",
+        "fs.s3a.retry.throttle.interval": "100", "fs.s3a.assumed.role.session.duration": "1800",
+    }
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        settings.update({"fs.s3a.endpoint": endpoint, "fs.s3a.path.style.access": "true",
+                         "fs.s3a.connection.ssl.enabled": str(endpoint.startswith("https")).lower()})
+    return settings
+
+
 def get_spark(app: str, master: str | None = None) -> SparkSession:
     """A session on ``master`` (default ``$NIGHTRECS_SPARK_MASTER`` or ``local[*]``).
 
@@ -30,6 +55,11 @@ def get_spark(app: str, master: str | None = None) -> SparkSession:
         .config("spark.sql.parquet.mergeSchema", "true")
         .config("spark.ui.showConsoleProgress", "false")
     )
+    jars = os.environ.get("NIGHTRECS_SPARK_JARS")
+    if jars:
+        builder = builder.config("spark.jars", jars)
+        for key, value in s3a_settings().items():
+            builder = builder.config(f"spark.hadoop.{key}", value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark

@@ -176,6 +176,10 @@ class S3Root(Root):
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
+    def s3a(self, key: str) -> str:
+        """The same object as Hadoop's S3A connector names it."""
+        return f"s3a://{self.bucket}/{self._key(key)}"
+
     def read_bytes(self, key: str) -> bytes:
         try:
             return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
