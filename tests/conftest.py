@@ -87,10 +87,20 @@ def published_shop(tmp_path_factory, shop_template, tiny_model) -> Path:
     return root
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def stop_process_group(proc: subprocess.Popen, timeout: float = 40) -> None:
+    """SIGTERM the server's own process group (started with start_new_session), then SIGKILL."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 @pytest.fixture(scope="session")
@@ -98,7 +108,7 @@ def s3_server(tmp_path_factory):
     """SeaweedFS (`weed mini`) on 127.0.0.1 with credentials; stopped by its pid."""
     weed = shutil.which("weed") or str(Path(sys.executable).with_name("weed"))
     data = tmp_path_factory.mktemp("seaweed")
-    port = _free_port()
+    port = free_port()
     creds = {"AWS_ACCESS_KEY_ID": "nightrecs-test", "AWS_SECRET_ACCESS_KEY": "nightrecs-secret"}
     log = open(data / "weed.log", "wb")
     proc = subprocess.Popen(
@@ -113,12 +123,7 @@ def s3_server(tmp_path_factory):
         _wait_for_s3(env, proc, data / "weed.log")
         yield env
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process_group(proc)
         log.close()
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,13 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import SHOP_DATE
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.conftest import SHOP_DATE, free_port, stop_process_group
 
 
 def _spark_class(*args: str, log: Path) -> subprocess.Popen:
@@ -33,20 +25,11 @@ def _spark_class(*args: str, log: Path) -> subprocess.Popen:
                             stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """Master and one worker on 127.0.0.1; yields the master URL; stopped by pid."""
     tmp = tmp_path_factory.mktemp("spark-cluster")
-    port, ui, worker_ui = _free_port(), _free_port(), _free_port()
+    port, ui, worker_ui = free_port(), free_port(), free_port()
     master = _spark_class("org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
                           "--port", str(port), "--webui-port", str(ui), log=tmp / "master.log")
     worker = _spark_class("org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
@@ -70,8 +53,8 @@ def cluster(tmp_path_factory):
             time.sleep(0.5)
         yield f"spark://127.0.0.1:{port}"
     finally:
-        _stop(worker)
-        _stop(master)
+        stop_process_group(worker)
+        stop_process_group(master)
 
 
 def test_cluster_output_equals_local(cluster, shop, tmp_path):
