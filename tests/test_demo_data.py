@@ -11,8 +11,8 @@ from tasks.validate_raw import validate_raw
 from tests.conftest import SHOP_DATE
 
 
-def test_shop_passes_the_raw_gate(shop_template):
-    result = validate_raw(RunConfig(root=str(shop_template), date=SHOP_DATE))
+def test_shop_passes_the_raw_gate(shop):
+    result = validate_raw(RunConfig(root=str(shop), date=SHOP_DATE))
     assert result["rows"]["catalog"] == 60 and result["rows"]["users"] == 120
     assert result["rows"]["events"] > 500
 
