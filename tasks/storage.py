@@ -40,11 +40,8 @@ class Root(ABC):
     def exists(self, key: str) -> bool: ...
 
     @abstractmethod
-    def fingerprint(self, key: str) -> str:
-        """Changes whenever the object's content may have changed (size + mtime, or ETag)."""
-
-    @abstractmethod
-    def size(self, key: str) -> int: ...
+    def stat(self, key: str) -> tuple[int, str]:
+        """(size in bytes, a version that changes whenever the content may have: mtime or ETag)."""
 
     @abstractmethod
     def move(self, key: str, dest: str) -> None:
@@ -121,12 +118,9 @@ class LocalRoot(Root):
     def exists(self, key: str) -> bool:
         return self.local_path(key).exists()
 
-    def fingerprint(self, key: str) -> str:
+    def stat(self, key: str) -> tuple[int, str]:
         st = self.local_path(key).stat()
-        return f"{st.st_size}-{st.st_mtime_ns}"
-
-    def size(self, key: str) -> int:
-        return self.local_path(key).stat().st_size
+        return st.st_size, str(st.st_mtime_ns)
 
     def move(self, key: str, dest: str) -> None:
         target = self.local_path(dest)
@@ -198,12 +192,9 @@ class S3Root(Root):
         except self.client.exceptions.ClientError:
             return False
 
-    def fingerprint(self, key: str) -> str:
+    def stat(self, key: str) -> tuple[int, str]:
         head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
-        return f"{head['ContentLength']}-{head['ETag'].strip(chr(34))}"
-
-    def size(self, key: str) -> int:
-        return self.client.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"]
+        return head["ContentLength"], head["ETag"].strip('"')
 
     def move(self, key: str, dest: str) -> None:
         self.client.copy_object(Bucket=self.bucket, Key=self._key(dest),

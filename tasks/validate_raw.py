@@ -58,9 +58,9 @@ def event_partitions(root: Root, run_date: str) -> dict[str, list[str]]:
     return days
 
 
-def _fingerprint(root: Root, keys: list[str]) -> dict[str, str]:
+def _fingerprint(stats: dict[str, tuple[int, str]], keys: list[str]) -> dict[str, str]:
     """Size and version of a partition's files: re-ingest when any file changes."""
-    return {k: root.fingerprint(k) for k in keys}
+    return {k: f"{stats[k][0]}-{stats[k][1]}" for k in keys}
 
 
 def load_table(root: Root, table: str, keys: list[str]) -> tuple[pd.DataFrame, list[str], pd.DataFrame]:
@@ -199,10 +199,11 @@ def _gate_tables(root: Root, cfg: RunConfig, rules: RawRules, days: dict[str, li
         rep.rows += len(bad_text[table])
         _quarantine(root, cfg.date, table, 0, [bad[table], bad_text[table]])
 
-    todo = {d: keys for d, keys in days.items() if _needs_ingest(root, d, keys)}
+    stats = {k: root.stat(k) for keys in days.values() for k in keys}  # one look per file
+    todo = {d: keys for d, keys in days.items() if _needs_ingest(root, d, _fingerprint(stats, keys))}
     known_users = set(clean["users"]["user_id"])
     fresh: dict[str, int] = {}
-    for n, batch in enumerate(_batches(root, todo)):
+    for n, batch in enumerate(_batches(todo, stats)):
         events, found, bad_rows = load_table(root, "events", [k for d in batch for k in todo[d]])
         if found:
             _fail_contract(found)
@@ -212,7 +213,7 @@ def _gate_tables(root: Root, cfg: RunConfig, rules: RawRules, days: dict[str, li
         rep.quarantined += len(bad_rows)
         rep.rows += len(bad_rows)
         _quarantine(root, cfg.date, "events", n, [bad_events, bad_rows])
-        fresh.update(_stage_events(root, incoming, {d: todo[d] for d in batch}, good))
+        fresh.update(_stage_events(root, incoming, {d: _fingerprint(stats, todo[d]) for d in batch}, good))
     if todo:
         g.merge("events")
     counts = {day: fresh[day] if day in todo else
@@ -227,12 +228,12 @@ def _fail_contract(problems: list[str]) -> None:
                            "published lists stay as they were:\n  - " + "\n  - ".join(problems))
 
 
-def _batches(root: Root, todo: dict[str, list[str]]) -> list[list[str]]:
+def _batches(todo: dict[str, list[str]], stats: dict[str, tuple[int, str]]) -> list[list[str]]:
     """Consecutive days grouped so that one batch holds at most ``INGEST_BATCH_BYTES`` of
     Parquet (a day is never split): memory stays bounded however long the history."""
     batches, current, size = [], [], 0
     for day in sorted(todo):
-        day_size = sum(root.size(k) for k in todo[day])
+        day_size = sum(stats[k][0] for k in todo[day])
         if current and size + day_size > INGEST_BATCH_BYTES:
             batches.append(current)
             current, size = [], 0
@@ -241,11 +242,12 @@ def _batches(root: Root, todo: dict[str, list[str]]) -> list[list[str]]:
     return batches + ([current] if current else [])
 
 
-def _needs_ingest(root: Root, day: str, keys: list[str]) -> bool:
-    source = f"{layout.validated_events(day)}/{SOURCE_FILE}"
-    if not root.exists(source):
+def _needs_ingest(root: Root, day: str, fingerprint: dict[str, str]) -> bool:
+    try:
+        stored = json.loads(root.read_text(f"{layout.validated_events(day)}/{SOURCE_FILE}"))
+    except FileNotFoundError:
         return True
-    return json.loads(root.read_text(source))["files"] != _fingerprint(root, keys)
+    return stored["files"] != fingerprint
 
 
 def _volume_check(g, counts: dict[str, int], run_date: str, rules: RawRules) -> GateReport:
@@ -263,16 +265,16 @@ def _typed(df: pd.DataFrame, table: str) -> pa.Table:
     return pa.Table.from_pandas(df, schema=contract_schema(table), preserve_index=False)
 
 
-def _stage_events(root: Root, incoming: str, days: dict[str, list[str]],
+def _stage_events(root: Root, incoming: str, days: dict[str, dict[str, str]],
                   events: pd.DataFrame) -> dict[str, int]:
-    """Write each day's good rows (and its source fingerprint) under ``incoming``."""
+    """Write each day's good rows (and its source files' fingerprint) under ``incoming``."""
     by_day = dict(tuple(events.groupby(events["_file"].map(layout.event_partition_date)))) \
         if len(events) else {}
     counts = {}
-    for day, keys in days.items():
+    for day, fingerprint in days.items():
         part = by_day.get(day, events.iloc[:0])
         root.write_parquet(f"{incoming}/dt={day}/part-00000.parquet", _typed(part, "events"))
         root.write_text(f"{incoming}/dt={day}/{SOURCE_FILE}",
-                        json.dumps({"files": _fingerprint(root, keys), "rows": len(part)}))
+                        json.dumps({"files": fingerprint, "rows": len(part)}))
         counts[day] = len(part)
     return counts
