@@ -1,41 +1,115 @@
-"""Step 2: the Spark feature build for one run date."""
+"""Step 2: the Spark feature build for one run date, incremental by day."""
 
 from __future__ import annotations
 
 import logging
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
+from expectations.errors import DataQualityError
 from spark_jobs import features as job
 from spark_jobs.session import get_spark, s3a_enabled
 from tasks import layout
 from tasks.layout import RunConfig
-from tasks.storage import S3Root, local_copy, local_output, open_root
+from tasks.storage import LocalRoot, Root, S3Root, open_root
 
 log = logging.getLogger(__name__)
 
 
-def build_features(cfg: RunConfig) -> dict:
-    """Run the feature job on ``dt < date`` events; outputs under ``features/<date>/``.
+def days_to_clean(root: Root, run_date: str) -> tuple[dict[str, str], list[str]]:
+    """(ingest record of every validated day before the run date, the days whose cleaned
+    partitions are missing or older than that record)."""
+    records = {}
+    for key in root.list(layout.validated_events()):
+        day = layout.event_partition_date(key)
+        if day and day < run_date and key == layout.ingest_record(day):
+            records[day] = root.read_text(key)
+    todo = []
+    for day, record in sorted(records.items()):
+        try:
+            done = root.read_text(layout.clean_marker(day))
+        except FileNotFoundError:
+            done = None
+        if done != record:
+            todo.append(day)
+    return records, todo
 
-    Spark reads only what the raw gate let through (``validated/``). It reads and writes
-    local folders, or ``s3a://`` directly when the hadoop-aws jars are configured
-    (``NIGHTRECS_SPARK_JARS``); otherwise an ``s3://`` root's inputs are staged to a temp
-    dir and the outputs uploaded after the job succeeded. Events whose item left the catalog are quarantined
-    under ``quarantine/<date>/events_unknown_item/``.
+
+def build_features(cfg: RunConfig) -> dict:
+    """Clean the validated days not cleaned yet, then roll the per-day tables up into the
+    feature tables under ``features/<date>/``.
+
+    A day counts as cleaned only once its marker is written, after the job succeeded and
+    the unknown-item share passed, so a failed or interrupted run is redone next time.
+    Events whose item is not in the catalog are quarantined per day under
+    ``quarantine/<date>/events_unknown_item/``; the run fails when they exceed
+    ``max_bad_fraction`` of the days cleaned.
     """
     root = open_root(cfg.root)
-    events, catalog = layout.validated_events(), layout.validated(cfg.date, "catalog")
-    out, quarantine = layout.features(cfg.date), layout.quarantine(cfg.date, "events_unknown_item")
+    records, todo = days_to_clean(root, cfg.date)
+    quarantine = layout.quarantine(cfg.date, "events_unknown_item")
+    for day in todo:  # a day's old outputs go first: dynamic overwrite keeps days it writes nothing for
+        root.delete_prefix(layout.clean_marker(day))
+        for table in job.CLEAN_TABLES:
+            root.delete_prefix(f"{layout.clean(table)}/dt={day}")
+        root.delete_prefix(f"{quarantine}/dt={day}")
+    log.info("%d validated days, %d to clean: %s", len(records), len(todo), ", ".join(todo) or "none")
     spark = get_spark("nightrecs-features")
     try:
-        if isinstance(root, S3Root) and s3a_enabled():  # Spark reads and writes S3 itself
-            counts = job.run(spark, root.s3a(events), root.s3a(catalog), root.s3a(out), cfg.date,
-                             root.s3a(quarantine))
-        else:
-            with local_copy(root, "validated") as validated, local_output(root, out) as out_dir, \
-                    local_output(root, quarantine) as q_dir:
-                counts = job.run(spark, str(validated / "events"),
-                                 str(validated / cfg.date / "catalog.parquet"),
-                                 str(out_dir), cfg.date, str(q_dir))
+        with spark_paths(root, cfg.date, todo) as p:
+            cleaned = (job.clean_days(spark, p["validated"], p["clean"], todo, p["catalog"], p["quarantine"])
+                       if todo else {"events": 0, "unknown_item": 0})
+            _check_unknown_items(root, quarantine, cleaned, cfg.max_bad_fraction)
+            counts = job.build_features(spark, p["clean"], p["catalog"], p["out"], cfg.date)
     finally:
         spark.stop()
-    return {"features": root.full(out), "counts": counts}
+    for day in todo:
+        root.write_text(layout.clean_marker(day), records[day])
+    return {"features": root.full(layout.features(cfg.date)), "cleaned_days": todo,
+            "cleaned": cleaned, "counts": counts}
+
+
+def _check_unknown_items(root: Root, quarantine: str, cleaned: dict[str, int], limit: float) -> None:
+    unknown, total = cleaned["unknown_item"], cleaned["events"]
+    if not unknown:
+        return
+    share = unknown / max(total, 1)
+    where = root.full(quarantine)
+    if share > limit:
+        raise DataQualityError(
+            f"events: column item_id: {unknown} of {total} cleaned events ({share:.2%}) name items "
+            f"not in the catalog, above max_bad_fraction={limit:.2%}; the rows are in {where}")
+    log.warning("quarantined %d events (%.2f%%) for items not in the catalog: %s", unknown, 100 * share, where)
+
+
+@contextmanager
+def spark_paths(root: Root, date: str, todo: list[str]) -> Iterator[dict[str, str]]:
+    """Where Spark reads and writes: the root itself (a local folder, or ``s3a://`` when
+    the hadoop-aws jars are configured), else a local staging folder for an ``s3://``
+    root, downloaded before and uploaded after the job (only the days it cleaned)."""
+    keys = {"validated": layout.validated_events(), "clean": layout.clean(),
+            "catalog": layout.validated(date, "catalog"), "out": layout.features(date),
+            "quarantine": layout.quarantine(date, "events_unknown_item")}
+    if isinstance(root, LocalRoot):
+        yield {name: str(root.local_path(key)) for name, key in keys.items()}
+        return
+    if isinstance(root, S3Root) and s3a_enabled():
+        yield {name: root.s3a(key) for name, key in keys.items()}
+        return
+    with tempfile.TemporaryDirectory(prefix="nightrecs-") as tmp:
+        local = {name: Path(tmp) / key for name, key in keys.items()}
+        for day in todo:
+            root.download_dir(layout.validated_events(day), local["validated"] / f"dt={day}")
+        root.download_dir(keys["clean"], local["clean"])
+        local["catalog"].parent.mkdir(parents=True, exist_ok=True)
+        local["catalog"].write_bytes(root.read_bytes(keys["catalog"]))
+        yield {name: str(path) for name, path in local.items()}
+        for day in todo:
+            for table in job.CLEAN_TABLES:
+                if (part := local["clean"] / table / f"dt={day}").is_dir():
+                    root.upload_dir(part, f"{layout.clean(table)}/dt={day}")
+            if (part := local["quarantine"] / f"dt={day}").is_dir():
+                root.upload_dir(part, f"{keys['quarantine']}/dt={day}")
+        root.upload_dir(local["out"], keys["out"])

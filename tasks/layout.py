@@ -30,6 +30,21 @@ def validated_events(day: str = "") -> str:
     return f"validated/events/dt={day}" if day else "validated/events"
 
 
+def ingest_record(day: str) -> str:
+    """Which raw files a validated day came from, and its row count."""
+    return f"{validated_events(day)}/_source.json"
+
+
+def clean(table: str = "") -> str:
+    """Cleaned events and their per-day aggregates, one ``dt=`` partition per day."""
+    return f"clean/{table}".rstrip("/")
+
+
+def clean_marker(day: str) -> str:
+    """Written after a day is cleaned: a copy of its ingest record (``_source.json``)."""
+    return f"clean/_days/{day}.json"
+
+
 def features(date: str, table: str = "") -> str:
     return f"features/{date}/{table}".rstrip("/")
 

@@ -33,7 +33,6 @@ from tasks.storage import Root, open_root
 log = logging.getLogger(__name__)
 
 TABLES = {"catalog": layout.RAW_CATALOG, "users": layout.RAW_USERS, "events": layout.RAW_EVENTS}
-SOURCE_FILE = "_source.json"
 VOLUME_DAYS = 7
 INGEST_BATCH_BYTES = int(os.environ.get("NIGHTRECS_INGEST_BATCH_BYTES", 128 * 2**20))
 
@@ -217,7 +216,7 @@ def _gate_tables(root: Root, cfg: RunConfig, rules: RawRules, days: dict[str, li
     if todo:
         g.merge("events")
     counts = {day: fresh[day] if day in todo else
-              json.loads(root.read_text(f"{layout.validated_events(day)}/{SOURCE_FILE}"))["rows"]
+              json.loads(root.read_text(layout.ingest_record(day)))["rows"]
               for day in days}
     _volume_check(g, counts, cfg.date, rules)
     return clean, todo, counts
@@ -244,7 +243,7 @@ def _batches(todo: dict[str, list[str]], stats: dict[str, tuple[int, str]]) -> l
 
 def _needs_ingest(root: Root, day: str, fingerprint: dict[str, str]) -> bool:
     try:
-        stored = json.loads(root.read_text(f"{layout.validated_events(day)}/{SOURCE_FILE}"))
+        stored = json.loads(root.read_text(layout.ingest_record(day)))
     except FileNotFoundError:
         return True
     return stored["files"] != fingerprint
@@ -274,7 +273,7 @@ def _stage_events(root: Root, incoming: str, days: dict[str, dict[str, str]],
     for day, fingerprint in days.items():
         part = by_day.get(day, events.iloc[:0])
         root.write_parquet(f"{incoming}/dt={day}/part-00000.parquet", _typed(part, "events"))
-        root.write_text(f"{incoming}/dt={day}/{SOURCE_FILE}",
+        root.write_text(f"{incoming}/dt={day}/_source.json",
                         json.dumps({"files": fingerprint, "rows": len(part)}))
         counts[day] = len(part)
     return counts

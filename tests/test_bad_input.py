@@ -8,6 +8,7 @@
 | empty newest day                       | fail: volume check                                         |
 | no events at all                       | fail                                                       |
 | bad rows above max_bad_fraction        | fail: share named                                          |
+| unknown-item events above the fraction | fail (feature job): column item_id and share named         |
 | null keys                              | quarantine (reason), good rows kept                        |
 | duplicate item_id, conflicting rows    | quarantine every copy                                      |
 | identical duplicate rows               | warn, collapsed to one                                     |
@@ -115,6 +116,16 @@ def test_no_events_at_all(broken_shop):
     root, cfg = broken_shop
     shutil.rmtree(root / "raw/events")
     assert "events: no Parquet files under" in fail_message(cfg)
+
+
+def test_unknown_items_above_threshold(broken_shop):
+    root, cfg = broken_shop
+    rewrite(root / NEWEST_FILE, lambda df: df.assign(item_id=np.where(np.arange(len(df)) % 10 == 0,
+                                                                      "ghost", df["item_id"])))
+    msg = fail_message(cfg)
+    assert "column item_id" in msg and "not in the catalog" in msg and "max_bad_fraction=1.00%" in msg
+    assert f"quarantine/{SHOP_DATE}/events_unknown_item" in msg
+    assert not (root / "clean/_days/2026-03-09.json").exists()  # redone by the next run
 
 
 def test_bad_rows_above_threshold(broken_shop):
@@ -245,8 +256,8 @@ def test_unknown_items_and_bots_in_the_feature_job(shop):
     pd.concat([ev, bot, ghost], ignore_index=True).to_parquet(path, index=False)
     cfg = RunConfig(root=str(shop), date=SHOP_DATE)
     run_step("validate_raw", cfg)
-    counts = run_step("build_features", cfg)["counts"]
-    assert counts["bots"] == 1 and counts["quarantine_events"] == 3
+    built = run_step("build_features", cfg)
+    assert built["counts"]["bots"] == 1 and built["cleaned"]["unknown_item"] == 3
     summary = json.loads((shop / f"reports/{SHOP_DATE}/summary.json").read_text())
     volume = next(t for t in summary["raw"]["tables"] if t["table"] == "volume")
     assert list(volume["warn"]) == ["expect_column_values_to_be_between(events)"]
@@ -305,3 +316,34 @@ def test_second_run_ingests_only_changed_days(shop):
     rewrite(shop / EVENTS_FILE, lambda df: df.iloc[:-1])
     changed = validate_raw(RunConfig(root=str(shop), date=SHOP_DATE))
     assert changed["ingested_days"] == ["2026-03-05"]
+
+
+def test_rerun_cleans_only_changed_days_and_repeats_its_features(shop):
+    """Run twice: nothing is cleaned again and the features repeat. Change one raw day:
+    only that day is re-ingested and re-cleaned, other days' files are untouched."""
+    cfg = RunConfig(root=str(shop), date=SHOP_DATE)
+    run_step("validate_raw", cfg)
+    first = run_step("build_features", cfg)
+    assert len(first["cleaned_days"]) == 8 and first["cleaned"]["events"] == raw_count(shop)
+    tables = {"histories": ["user_id"], "item_features": ["item_id"], "user_features": ["user_id"],
+              "co_occurrence": ["item_id", "other_id"], "item_popularity": ["item_id"]}
+
+    def snapshot():
+        return {t: pd.read_parquet(shop / f"features/{SHOP_DATE}/{t}").sort_values(k, ignore_index=True)
+                for t, k in tables.items()}
+
+    def files():
+        return {p: p.stat().st_mtime_ns for p in (shop / "clean").rglob("*.parquet")}
+
+    before, clean_files = snapshot(), files()
+    assert run_step("build_features", cfg)["cleaned_days"] == []
+    rewrite(shop / EVENTS_FILE, lambda df: df.iloc[::-1])  # same rows, new file
+    assert validate_raw(cfg)["ingested_days"] == ["2026-03-05"]
+    assert run_step("build_features", cfg)["cleaned_days"] == ["2026-03-05"]
+    after_files = files()
+    untouched = {p: t for p, t in clean_files.items() if "dt=2026-03-05" not in str(p)}
+    assert untouched and all(after_files.get(p) == t for p, t in untouched.items())
+    assert all(t not in clean_files.values() for p, t in after_files.items() if "dt=2026-03-05" in str(p))
+    after = snapshot()
+    for t in tables:
+        pd.testing.assert_frame_equal(before[t], after[t], check_exact=False)

@@ -63,20 +63,24 @@ def test_cluster_output_equals_local(cluster, shop, tmp_path):
     from tasks.layout import RunConfig
     from tasks.validate_raw import validate_raw
 
-    validate_raw(RunConfig(root=str(shop), date=SHOP_DATE))
+    days = validate_raw(RunConfig(root=str(shop), date=SHOP_DATE))["ingested_days"]
     events, catalog = str(shop / "validated/events"), str(shop / f"validated/{SHOP_DATE}/catalog.parquet")
     outputs = {}
     for name, master in (("local", "local[2]"), ("cluster", cluster)):
         spark = get_spark(f"nightrecs-{name}", master=master)
         assert spark.sparkContext.master == master
         try:
-            counts = job.run(spark, events, catalog, str(tmp_path / name), SHOP_DATE, str(tmp_path / f"q-{name}"))
+            out = tmp_path / name
+            cleaned = job.clean_days(spark, events, str(out / "clean"), days, catalog, str(out / "q"))
+            outputs[name] = cleaned, job.build_features(spark, str(out / "clean"), catalog, str(out / "features"),
+                                                        SHOP_DATE)
         finally:
             spark.stop()
-        outputs[name] = counts
-    assert outputs["local"] == outputs["cluster"] and outputs["local"]["histories"] > 0
-    for table in ("histories", "item_popularity", "user_features", "item_features", "exclusions", "bots"):
+    assert outputs["local"] == outputs["cluster"] and outputs["local"][1]["histories"] > 0
+    for table in ("clean/user_item_day", "clean/co_day", "features/histories", "features/item_popularity",
+                  "features/user_features", "features/item_features", "features/co_occurrence",
+                  "features/exclusions", "features/bots"):
         a, b = (pd.read_parquet(tmp_path / n / table) for n in ("local", "cluster"))
-        key = [c for c in ("user_id", "item_id") if c in a.columns]
+        key = [c for c in ("dt", "user_id", "item_id", "other_id") if c in a.columns]
         a, b = (x.sort_values(key).reset_index(drop=True) for x in (a, b))
         pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-9)

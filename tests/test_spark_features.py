@@ -1,12 +1,14 @@
-"""The feature transformations on tiny hand-made frames."""
+"""The feature transformations on tiny hand-made frames, and the incremental job on the test shop."""
 
 from __future__ import annotations
 
 import datetime as dt
 
+import pandas as pd
 import pytest
 
 from spark_jobs import features as F
+from tests.conftest import SHOP_DATE
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +45,23 @@ def catalog(spark):
     return spark.createDataFrame([("a",), ("b",), ("c",), ("d",)], "item_id string")
 
 
-def test_conform_adds_optional_columns(events):
+def uid_of(events):
+    return F.user_item_day(F.clean(events))
+
+
+def pairs_of(events):
+    return F.roll_up(uid_of(events))
+
+
+def frame(spark, rows, schema="user_id string, item_id string, event_type string, ts timestamp"):
+    return spark.createDataFrame(rows, schema)
+
+
+def test_conform_adds_optional_columns_and_the_day(events):
     out = F.conform_events(events)
-    assert out.columns == ["user_id", "item_id", "event_type", "ts", "value", "session_id", "query", "event_id"]
+    assert out.columns == ["user_id", "item_id", "event_type", "ts", "value", "session_id", "query",
+                           "event_id", "dt"]
+    assert out.first().dt == dt.date(2026, 3, 1)
 
 
 def test_deduplicate_by_id_then_by_content(events):
@@ -59,74 +75,82 @@ def test_unknown_items_are_quarantined_not_lost(events, catalog):
     assert [(r.item_id, r.reason) for r in bad] == [("zz", "item_id not in catalog")]
 
 
-def test_histories_ordered_by_last_interaction_and_capped(events, catalog):
-    known, _ = F.split_known_items(F.deduplicate(F.conform_events(events)), catalog)
-    h = {r.user_id: r for r in F.user_histories(known).collect()}
+def test_histories_ordered_by_last_interaction_and_capped(events):
+    pairs = pairs_of(events)
+    h = {r.user_id: r for r in F.user_histories(pairs).collect()}
     # u1: b (day 2), a (last touched day 3 by the purchase), c (day 4)
     assert h["u1"].item_ids == ["b", "a", "c"]
     assert h["u1"].weights == [1.0, 4.0, 2.0]
-    capped = {r.user_id: r.item_ids for r in F.user_histories(known, max_len=2).collect()}
+    capped = {r.user_id: r.item_ids for r in F.user_histories(pairs, max_len=2).collect()}
     assert capped["u1"] == ["a", "c"]
 
 
-def test_exclusions_are_bought_or_rated(events, catalog):
-    known, _ = F.split_known_items(F.conform_events(events), catalog)
-    pairs = sorted((r.user_id, r.item_id) for r in F.exclusions(known).collect())
+def test_user_item_day_sums_back_to_the_events(events):
+    uid = uid_of(events).collect()
+    assert sum(r.n_view + r.n_click + r.n_purchase + r.n_rating + r.n_add_to_cart for r in uid) == 6
+    a = next(r for r in uid if r.user_id == "u1" and r.item_id == "a")
+    assert (a.n_view, a.weight, a.weight_sum, a.dt) == (1, 1.0, 1.0, dt.date(2026, 3, 1))
+
+
+def test_exclusions_are_bought_or_rated(events):
+    pairs = sorted((r.user_id, r.item_id) for r in F.exclusions(pairs_of(events)).collect())
     assert pairs == [("u1", "a"), ("u2", "b")]
 
 
 def test_popularity_decays_with_age(spark):
-    rows = [("u1", "old", "view", ts(1)), ("u2", "old", "view", ts(1)),
-            ("u1", "new", "view", ts(9))]
-    ev = F.conform_events(spark.createDataFrame(rows, "user_id string, item_id string, event_type string, ts timestamp"))
-    pop = {r.item_id: r for r in F.item_popularity(ev, "2026-03-10").collect()}
-    assert pop["old"].n_events == 2 and pop["new"].n_events == 1
+    rows = [("u1", "old", "view", ts(1)), ("u2", "old", "view", ts(1)), ("u1", "new", "view", ts(9))]
+    pop = {r.item_id: r for r in F.item_popularity(uid_of(frame(spark, rows)), "2026-03-10").collect()}
+    assert pop["old"].n_events == 2 and pop["new"].n_events == 1 and pop["old"].n_users == 2
     assert pop["new"].score > pop["old"].score  # 1 fresh view beats 2 views 9 days old
     assert pop["new"].score == pytest.approx(0.5 ** (1 / 7))
 
 
 def test_item_features_cover_whole_catalog(events, catalog):
-    known, _ = F.split_known_items(F.conform_events(events), catalog)
-    rows = {r.item_id: r for r in F.item_features(known, catalog).collect()}
+    rows = {r.item_id: r for r in F.item_features(uid_of(events), catalog, "2026-03-10").collect()}
     assert set(rows) == {"a", "b", "c", "d"}
-    assert rows["d"].n_view == 0 and rows["a"].n_purchase == 1
+    assert rows["d"].n_view == 0 and rows["a"].n_purchase == 1 and rows["d"].first_seen is None
 
 
-def test_sessions_rebuilt_after_30_minutes_of_inactivity(spark):
+def test_sessions_rebuilt_after_30_minutes_of_inactivity_or_at_midnight(spark):
     rows = [("u1", "a", "view", dt.datetime(2026, 3, 1, 10, 0), None),
             ("u1", "b", "view", dt.datetime(2026, 3, 1, 10, 29), None),
             ("u1", "c", "view", dt.datetime(2026, 3, 1, 11, 0), None),   # 31 min gap: new session
             ("u1", "d", "view", dt.datetime(2026, 3, 1, 11, 5), "given"),  # kept as given
-            ("u2", "a", "view", dt.datetime(2026, 3, 1, 10, 0), None)]
-    ev = F.conform_events(spark.createDataFrame(
-        rows, "user_id string, item_id string, event_type string, ts timestamp, session_id string"))
+            ("u2", "a", "view", dt.datetime(2026, 3, 1, 23, 55), None),
+            ("u2", "b", "view", dt.datetime(2026, 3, 2, 0, 5), None)]     # next day partition
+    ev = F.conform_events(frame(spark, rows, "user_id string, item_id string, event_type string, "
+                                             "ts timestamp, session_id string"))
     got = {r.item_id + r.user_id: r.session_id for r in F.sessionize(ev).collect()}
     assert got["au1"] == got["bu1"] != got["cu1"]
     assert got["du1"] == "given" and got["au2"] not in (got["au1"], got["cu1"])
+    assert got["au2"] != got["bu2"]
 
 
 def test_bots_flagged_and_kept_out_of_training_and_popularity(spark):
     base = dt.datetime(2026, 3, 1, 10, 0)
     rows = [("bot", f"i{k % 50}", "view", base + dt.timedelta(seconds=k)) for k in range(120)]
-    rows += [("human", "i1", "view", base), ("human", "i2", "purchase", base)]
-    ev = F.conform_events(spark.createDataFrame(rows, "user_id string, item_id string, event_type string, ts timestamp"))
+    rows += [("human", "i1", "view", base), ("human", "i2", "purchase", base),
+             ("bot", "i3", "purchase", base + dt.timedelta(days=1))]  # a normal day for the bot
+    ev = F.clean(frame(spark, rows))
     catalog = spark.createDataFrame([(f"i{k}",) for k in range(50)], "item_id string")
     bots = F.flag_bots(ev, max_events_per_day=100, max_items_per_hour=40).collect()
-    assert [(b.user_id, b.reason) for b in bots] == [
-        ("bot", "more than 100 events in a day; more than 40 items in an hour")]
+    assert [(b.user_id, str(b.dt), b.reason) for b in bots] == [
+        ("bot", "2026-03-01", "more than 100 events in a day; more than 40 items in an hour")]
     assert F.flag_bots(ev).count() == 0  # default thresholds: 120 events is a person
-    out = F.build(ev, catalog, "2026-03-02", bot_max_events_per_day=100, bot_max_items_per_hour=40)
+    daily = F.daily_tables(ev, bot_max_events_per_day=100, bot_max_items_per_hour=40)
+    out = F.features(daily["user_item_day"], daily["co_day"], daily["bots_day"], catalog, "2026-03-03")
     assert [r.user_id for r in out["histories"].collect()] == ["human"]
     assert {r.item_id: r.n_users for r in out["item_popularity"].collect()} == {"i1": 1, "i2": 1}
-    assert [r.user_id for r in out["bots"].collect()] == ["bot"]
+    assert [(r.user_id, [str(d) for d in r.days]) for r in out["bots"].collect()] == [("bot", ["2026-03-01"])]
+    assert ("bot", "i3") in {(r.user_id, r.item_id) for r in out["exclusions"].collect()}
+    assert [(r.item_id, r.other_id) for r in daily["co_day"].collect()] == [("i1", "i2")]  # no bot pairs
 
 
 def test_item_windows_rates_and_trend(spark):
     rows = [("u1", "a", "view", ts(9)), ("u1", "a", "click", ts(9)), ("u2", "a", "view", ts(2)),
             ("u3", "b", "view", ts(1, 1))]
-    ev = F.conform_events(spark.createDataFrame(rows, "user_id string, item_id string, event_type string, ts timestamp"))
     cat = spark.createDataFrame([("a",), ("b",), ("c",)], "item_id string")
-    got = {r.item_id: r for r in F.item_windows(ev, cat, "2026-03-10").collect()}
+    got = {r.item_id: r for r in F.item_features(uid_of(frame(spark, rows)), cat, "2026-03-10").collect()}
     assert got["a"].n_view_1d == 1 and got["a"].n_view_7d == 1 and got["a"].n_view_30d == 2
     global_rate = 1 / 3  # 1 click over 3 views
     assert got["c"].click_rate == pytest.approx(global_rate)  # no views: the prior
@@ -134,45 +158,74 @@ def test_item_windows_rates_and_trend(spark):
     assert got["a"].trend > 1 > got["b"].trend  # a is rising, b only has an old view
 
 
-def test_co_occurrence_sessions_and_histories(spark):
-    rows = [("u1", "a", "view", ts(9), "s1"), ("u1", "b", "view", ts(9), "s1"),
-            ("u2", "a", "view", ts(9), "s2"), ("u2", "c", "view", ts(9, 13), "s3")]
-    ev = F.conform_events(spark.createDataFrame(
-        rows, "user_id string, item_id string, event_type string, ts timestamp, session_id string"))
-    got = {(r.item_id, r.other_id): r.score for r in F.co_occurrence(ev, "2026-03-10").collect()}
+def test_user_windows_and_recency(spark):
+    rows = [("u1", "a", "view", ts(1)), ("u1", "b", "click", ts(8)), ("u1", "b", "view", ts(8))]
+    u = F.user_features(pairs_of(frame(spark, rows)), uid_of(frame(spark, rows)), "2026-03-10").first()
+    assert (u.n_events, u.n_items, u.recency_days) == (3, 2, 2)
+    assert (u.n_view_7d, u.n_view_30d, u.n_click_7d) == (1, 2, 1)
+
+
+def test_co_occurrence_sessions_and_user_days(spark):
+    rows = [("u1", "a", "view", ts(9), "s1"), ("u1", "b", "view", ts(9, 13), "s1"),
+            ("u2", "a", "view", ts(9), "s2"), ("u2", "c", "view", ts(9, 13), "s3"),
+            ("u3", "a", "view", ts(2), "s4"), ("u3", "d", "view", ts(3), "s5")]  # different days
+    uid = uid_of(frame(spark, rows, "user_id string, item_id string, event_type string, ts timestamp, "
+                                    "session_id string"))
+    got = {(r.item_id, r.other_id): r.score for r in F.co_occurrence(F.co_pairs(uid), "2026-03-10").collect()}
     decay = 0.5 ** (1 / 30)
-    assert got[("a", "b")] == pytest.approx(decay * 1.5)  # same session + same user
-    assert got[("a", "c")] == pytest.approx(decay * 0.5)  # same user, other session
-    assert ("b", "c") not in got and got[("b", "a")] == got[("a", "b")]
-    assert F.co_occurrence(ev, "2026-03-10", top_k=1).where("item_id = 'a'").first().other_id == "b"
+    assert got[("a", "b")] == pytest.approx(decay * 1.0)  # same session
+    assert got[("a", "c")] == pytest.approx(decay * 0.5)  # same user and day, other session
+    assert ("b", "c") not in got and ("a", "d") not in got and got[("b", "a")] == got[("a", "b")]
+    assert F.co_occurrence(F.co_pairs(uid), "2026-03-10", top_k=1).where("item_id = 'a'").first().other_id == "b"
 
 
 def test_training_examples_split_by_time(spark):
     rows = [("u1", "a", "view", ts(1)), ("u1", "b", "view", ts(2)), ("u1", "c", "purchase", ts(8))]
-    ev = F.conform_events(spark.createDataFrame(rows, "user_id string, item_id string, event_type string, ts timestamp"))
-    ex = F.training_examples(F.user_histories(ev), "2026-03-10", valid_days=3).orderBy("target_ts").collect()
+    ex = (F.training_examples(F.user_histories(pairs_of(frame(spark, rows))), "2026-03-10", valid_days=3)
+          .orderBy("target_ts").collect())
     assert [(r.history, r.target, r.split) for r in ex] == [(["a"], "b", "train"), (["a", "b"], "c", "valid")]
     assert ex[1].weight == 4.0
 
 
 def test_affinities(spark):
     rows = [("u1", "a", "purchase", ts(1)), ("u1", "b", "view", ts(2))]
-    ev = F.conform_events(spark.createDataFrame(rows, "user_id string, item_id string, event_type string, ts timestamp"))
     cat = spark.createDataFrame([("a", "Shoes", "X", 10.0), ("b", "Books", "X", 50.0), ("c", "Books", "Y", 90.0)],
                                 "item_id string, category string, brand string, price double")
-    got = {(r.kind, r.value): r.share for r in F.user_affinities(ev, cat).collect()}
+    got = {(r.kind, r.value): r.share for r in F.user_affinities(pairs_of(frame(spark, rows)), cat).collect()}
     assert got[("category", "Shoes")] == pytest.approx(0.8) and got[("brand", "X")] == pytest.approx(1.0)
-    assert ("price_band", "low") in got
+    assert ("price_band", "mid") in got  # weighted mean price 18: between the terciles 10 and 50
 
 
-def test_run_reads_only_partitions_before_the_date(spark, shop):
+def _days(shop):
+    return sorted(p.name[3:] for p in (shop / "validated/events").glob("dt=*"))
+
+
+def _table(path, key):
+    return pd.read_parquet(path).sort_values(key, ignore_index=True)
+
+
+def test_cleaning_day_by_day_equals_cleaning_all_at_once(spark, shop, tmp_path):
+    """The nightly pattern (history once, then one new day) gives the same per-day tables
+    and features as one batch, and features only see days before their run date."""
     from tasks.layout import RunConfig
     from tasks.validate_raw import validate_raw
 
-    validate_raw(RunConfig(root=str(shop), date="2026-03-05"))
-    out, q = shop / "features", shop / "quarantine"
-    counts = F.run(spark, str(shop / "validated/events"), str(shop / "validated/2026-03-05/catalog.parquet"),
-                   str(out), "2026-03-05", str(q))
-    last = spark.read.parquet(str(out / "user_features")).agg({"last_ts": "max"}).first()[0]
-    assert last < dt.datetime(2026, 3, 5)
-    assert counts["histories"] > 0 and counts["quarantine_events"] == 0
+    validate_raw(RunConfig(root=str(shop), date=SHOP_DATE))
+    days, events = _days(shop), str(shop / "validated/events")
+    catalog = str(shop / f"validated/{SHOP_DATE}/catalog.parquet")
+    for name, batches in (("once", [days]), ("nightly", [days[:-1], days[-1:]])):
+        for batch in batches:
+            F.clean_days(spark, events, str(tmp_path / name / "clean"), batch, catalog, str(tmp_path / name / "q"))
+        F.build_features(spark, str(tmp_path / name / "clean"), catalog, str(tmp_path / name / "features"), SHOP_DATE)
+    for table, key in (("clean/events", ["user_id", "ts", "item_id", "event_type"]),
+                       ("clean/user_item_day", ["dt", "user_id", "item_id"]),
+                       ("clean/co_day", ["dt", "item_id", "other_id"]),
+                       ("features/histories", ["user_id"]), ("features/item_features", ["item_id"]),
+                       ("features/co_occurrence", ["item_id", "other_id"])):
+        a, b = _table(tmp_path / "once" / table, key), _table(tmp_path / "nightly" / table, key)
+        assert len(a) > 0
+        pd.testing.assert_frame_equal(a, b, check_exact=False, check_categorical=False)
+    early = "2026-03-05"
+    F.build_features(spark, str(tmp_path / "once/clean"), catalog, str(tmp_path / "early"), early)
+    last = pd.read_parquet(tmp_path / "early/user_features")["last_ts"].max()
+    assert last < pd.Timestamp(early) <= pd.read_parquet(tmp_path / "once/features/user_features")["last_ts"].max()
