@@ -1,4 +1,4 @@
-"""Feature build in two stages, both incremental by day.
+"""Feature build in two stages: clean each day once, then roll the days up.
 
 1. **Clean** (:func:`clean_days`): each validated ``dt=`` partition is cleaned once into
    ``clean/events`` (conformed, deduplicated, sessionized) plus three small per-day tables:
@@ -350,19 +350,25 @@ def features(uid: DataFrame, co_day: DataFrame, bots_day: DataFrame, catalog: Da
 
 # --------------------------------------------------------------------------------- I/O
 
-def _write(df: DataFrame, path: str, partitioned: bool = False) -> int:
+def _write_days(df: DataFrame, path: str) -> None:
+    """Write ``dt=`` partitions, replacing only the days present in ``df``."""
     start = time.perf_counter()
-    writer = df.write.mode("overwrite")
-    if partitioned:  # replace only the days present in df
-        writer = writer.option("partitionOverwriteMode", "dynamic").partitionBy("dt")
-    writer.parquet(path)
-    n = df.sparkSession.read.parquet(path).count() if not partitioned else -1
+    df.write.mode("overwrite").option("partitionOverwriteMode", "dynamic").partitionBy("dt").parquet(path)
     log.info("wrote %s in %.1f s", path, time.perf_counter() - start)
+
+
+def _write_table(df: DataFrame, path: str) -> int:
+    """Replace a whole table; returns its row count (from the Parquet footers)."""
+    start = time.perf_counter()
+    df.write.mode("overwrite").parquet(path)
+    n = df.sparkSession.read.parquet(path).count()
+    log.info("wrote %s: %d rows in %.1f s", path, n, time.perf_counter() - start)
     return n
 
 
 def clean_days(spark: SparkSession, validated_dir: str, clean_dir: str, days: list[str],
-               catalog_path: str, quarantine_dir: str) -> dict[str, int]:
+               catalog_path: str, quarantine_dir: str, bot_max_events_per_day: int = BOT_MAX_EVENTS_PER_DAY,
+               bot_max_items_per_hour: int = BOT_MAX_ITEMS_PER_HOUR) -> dict[str, int]:
     """Clean the given validated days into ``clean_dir/<table>/dt=...``, replacing those
     days only; events for items missing from the catalog are quarantined per day under
     ``quarantine_dir/dt=...`` (they stay in the cleaned events, in case the item arrives
@@ -372,12 +378,12 @@ def clean_days(spark: SparkSession, validated_dir: str, clean_dir: str, days: li
            .where(F.col("dt").isin(*wanted)))
     events_dir = f"{clean_dir}/events"
     cleaned = clean(raw).cache()
-    _write(cleaned, f"{clean_dir}/events", partitioned=True)
-    for name, df in daily_tables(cleaned).items():
-        _write(df, f"{clean_dir}/{name}", partitioned=True)
+    _write_days(cleaned, f"{clean_dir}/events")
+    for name, df in daily_tables(cleaned, bot_max_events_per_day, bot_max_items_per_hour).items():
+        _write_days(df, f"{clean_dir}/{name}")
     _, unknown = split_known_items(cleaned, spark.read.parquet(catalog_path))
     unknown = unknown.cache()
-    _write(unknown, quarantine_dir, partitioned=True)
+    _write_days(unknown, quarantine_dir)
     counts = {"events": cleaned.count(), "unknown_item": unknown.count()}
     spark.catalog.clearCache()
     log.info("cleaned %d days: %s", len(days), counts)
@@ -390,7 +396,7 @@ def build_features(spark: SparkSession, clean_dir: str, catalog_path: str, out_d
     read = lambda name: spark.read.parquet(f"{clean_dir}/{name}")  # noqa: E731
     tables = features(read("user_item_day"), read("co_day"), _bots_day(spark, clean_dir),
                       spark.read.parquet(catalog_path), run_date)
-    counts = {name: _write(df, f"{out_dir}/{name}") for name, df in tables.items()}
+    counts = {name: _write_table(df, f"{out_dir}/{name}") for name, df in tables.items()}
     if counts["bots"]:
         log.warning("flagged %d bot-like users (kept out of training and popularity): %s",
                     counts["bots"], f"{out_dir}/bots")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import tempfile
 from collections.abc import Iterator
@@ -45,10 +47,24 @@ def build_features(cfg: RunConfig) -> dict:
     the unknown-item share passed, so a failed or interrupted run is redone next time.
     Events whose item is not in the catalog are quarantined per day under
     ``quarantine/<date>/events_unknown_item/``; the run fails when they exceed
-    ``max_bad_fraction`` of the days cleaned.
+    ``max_bad_fraction`` of the days cleaned. When nothing needs cleaning and the features
+    of this date were built from the same days, catalog and job code (``_inputs.json``),
+    they are kept as they are: clearing a DAG run does not redo the roll-up.
     """
     root = open_root(cfg.root)
     records, todo = days_to_clean(root, cfg.date)
+    inputs = _inputs(root, cfg.date, records)
+    stamp = f"{layout.features(cfg.date)}/_inputs.json"
+    if not todo:
+        try:
+            built = json.loads(root.read_text(stamp))
+        except FileNotFoundError:
+            built = {}
+        if built.get("inputs") == inputs:
+            log.info("features for %s are up to date with their inputs: %s", cfg.date, root.full(stamp))
+            return {"features": root.full(layout.features(cfg.date)), "cleaned_days": [],
+                    "cleaned": {"events": 0, "unknown_item": 0}, "counts": built["counts"], "up_to_date": True}
+    root.delete_prefix(stamp)
     quarantine = layout.quarantine(cfg.date, "events_unknown_item")
     for day in todo:  # a day's old outputs go first: dynamic overwrite keeps days it writes nothing for
         root.delete_prefix(layout.clean_marker(day))
@@ -59,7 +75,9 @@ def build_features(cfg: RunConfig) -> dict:
     spark = get_spark("nightrecs-features")
     try:
         with spark_paths(root, cfg.date, todo) as p:
-            cleaned = (job.clean_days(spark, p["validated"], p["clean"], todo, p["catalog"], p["quarantine"])
+            bots = {k: v for k, v in (("bot_max_events_per_day", cfg.bot_max_events_per_day),
+                                      ("bot_max_items_per_hour", cfg.bot_max_items_per_hour)) if v is not None}
+            cleaned = (job.clean_days(spark, p["validated"], p["clean"], todo, p["catalog"], p["quarantine"], **bots)
                        if todo else {"events": 0, "unknown_item": 0})
             _check_unknown_items(root, quarantine, cleaned, cfg.max_bad_fraction)
             counts = job.build_features(spark, p["clean"], p["catalog"], p["out"], cfg.date)
@@ -67,8 +85,17 @@ def build_features(cfg: RunConfig) -> dict:
         spark.stop()
     for day in todo:
         root.write_text(layout.clean_marker(day), records[day])
+    root.write_text(stamp, json.dumps({"inputs": inputs, "counts": counts}, sort_keys=True))
     return {"features": root.full(layout.features(cfg.date)), "cleaned_days": todo,
-            "cleaned": cleaned, "counts": counts}
+            "cleaned": cleaned, "counts": counts, "up_to_date": False}
+
+
+def _inputs(root: Root, date: str, records: dict[str, str]) -> dict:
+    """What the features of a date are built from: the cleaned days' ingest records, the
+    catalog's content and the job's code."""
+    sha = lambda data: hashlib.sha256(data).hexdigest()  # noqa: E731
+    return {"days": records, "catalog": sha(root.read_bytes(layout.validated(date, "catalog"))),
+            "job": sha(Path(job.__file__).read_bytes())}
 
 
 def _check_unknown_items(root: Root, quarantine: str, cleaned: dict[str, int], limit: float) -> None:

@@ -105,6 +105,9 @@ class RunConfig:
     volume_low: float = 0.2  # newest day's events vs the trailing 7-day median
     volume_high: float = 5.0
     volume_severity: str = "warn"
+    # bot flags, applied to days cleaned from then on; None = the feature job's defaults
+    bot_max_events_per_day: int | None = None
+    bot_max_items_per_hour: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "date", parse_date(self.date))

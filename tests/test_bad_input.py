@@ -336,10 +336,12 @@ def test_rerun_cleans_only_changed_days_and_repeats_its_features(shop):
         return {p: p.stat().st_mtime_ns for p in (shop / "clean").rglob("*.parquet")}
 
     before, clean_files = snapshot(), files()
-    assert run_step("build_features", cfg)["cleaned_days"] == []
+    again = run_step("build_features", cfg)
+    assert again["cleaned_days"] == [] and again["up_to_date"] and again["counts"] == first["counts"]
     rewrite(shop / EVENTS_FILE, lambda df: df.iloc[::-1])  # same rows, new file
     assert validate_raw(cfg)["ingested_days"] == ["2026-03-05"]
-    assert run_step("build_features", cfg)["cleaned_days"] == ["2026-03-05"]
+    changed = run_step("build_features", cfg)
+    assert changed["cleaned_days"] == ["2026-03-05"] and not changed["up_to_date"]
     after_files = files()
     untouched = {p: t for p, t in clean_files.items() if "dt=2026-03-05" not in str(p)}
     assert untouched and all(after_files.get(p) == t for p, t in untouched.items())
