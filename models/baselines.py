@@ -1,0 +1,96 @@
+"""Baseline recommenders that nightrecs is measured against, with one small API.
+
+Each has ``fit(user_items)`` on a CSR matrix ``(n_users, n_items)`` of interaction weights
+and ``recommend(users, user_items, n)`` returning ``(item indices, scores)`` arrays of shape
+``(len(users), n)``, padded with -1 / -inf, never repeating an item the user already has.
+Scoring is batched matrix algebra over a dense ``(len(users), n_items)`` block, so callers
+pass users in batches sized to memory.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+
+def top_n(scores: np.ndarray, n: int, seen: sp.csr_matrix | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Best ``n`` columns per row of a dense score matrix, best first, excluding ``seen``
+    (and -inf scores); ties broken by the lower item index."""
+    scores = np.array(scores, dtype=np.float64)
+    if seen is not None:
+        rows, cols = sp.csr_matrix(seen).nonzero()
+        scores[rows, cols] = -np.inf
+    n_eff = min(n, scores.shape[1])
+    part = np.argpartition(-scores, n_eff - 1, axis=1)[:, :n_eff]
+    part_scores = np.take_along_axis(scores, part, 1)
+    order = np.lexsort((part, -part_scores), axis=1)
+    ids = np.take_along_axis(part, order, 1)
+    best = np.take_along_axis(part_scores, order, 1)
+    ids = np.where(np.isfinite(best), ids, -1)
+    if n_eff < n:
+        ids = np.pad(ids, ((0, 0), (0, n - n_eff)), constant_values=-1)
+        best = np.pad(best, ((0, 0), (0, n - n_eff)), constant_values=-np.inf)
+    return ids, best
+
+
+class Popularity:
+    """Items by total interaction weight: the same list for everyone."""
+
+    def fit(self, user_items: sp.csr_matrix) -> "Popularity":
+        self.scores = np.asarray(sp.csr_matrix(user_items).sum(0)).ravel().astype(np.float64)
+        return self
+
+    def recommend(self, users: np.ndarray, user_items: sp.csr_matrix, n: int) -> tuple[np.ndarray, np.ndarray]:
+        seen = sp.csr_matrix(user_items)[users]
+        return top_n(np.broadcast_to(self.scores, (len(users), len(self.scores))), n, seen)
+
+
+class CoOccurrence:
+    """Item-to-item: a user's score for an item is how often it co-occurs with the user's
+    items, normalised by the item's popularity (``alpha`` = 0 counts, 0.5 cosine-like)."""
+
+    def __init__(self, alpha: float = 0.5) -> None:
+        self.alpha = alpha
+
+    def fit(self, user_items: sp.csr_matrix) -> "CoOccurrence":
+        x = (sp.csr_matrix(user_items) > 0).astype(np.float64)
+        c = (x.T @ x).tocsr()
+        c.setdiag(0)
+        c.eliminate_zeros()
+        norm = np.asarray(x.sum(0)).ravel() ** self.alpha
+        norm[norm == 0] = 1.0
+        self.similarity = sp.diags(1.0 / norm) @ c @ sp.diags(1.0 / norm)
+        return self
+
+    def similar_items(self, item: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        row = self.similarity[item].toarray()
+        row[0, item] = -np.inf
+        ids, scores = top_n(row, n)
+        return ids[0], scores[0]
+
+    def recommend(self, users: np.ndarray, user_items: sp.csr_matrix, n: int) -> tuple[np.ndarray, np.ndarray]:
+        seen = sp.csr_matrix(user_items)[users]
+        scores = ((seen > 0).astype(np.float64) @ self.similarity).toarray()
+        return top_n(np.where(scores > 0, scores, -np.inf), n, seen)
+
+
+class EASE:
+    """Embarrassingly shallow autoencoder (Steck 2019): a closed-form item-item model,
+    ``B = I - P / diag(P)`` with ``P = (X'X + lambda I)^-1``. Dense in items, so meant for
+    catalogs up to a few tens of thousands of items."""
+
+    def __init__(self, l2: float = 200.0) -> None:
+        self.l2 = l2
+
+    def fit(self, user_items: sp.csr_matrix) -> "EASE":
+        x = (sp.csr_matrix(user_items) > 0).astype(np.float64)
+        g = (x.T @ x).toarray()
+        g[np.diag_indices_from(g)] += self.l2
+        p = np.linalg.inv(g)
+        self.weights = -p / np.diag(p)
+        self.weights[np.diag_indices_from(self.weights)] = 0.0
+        return self
+
+    def recommend(self, users: np.ndarray, user_items: sp.csr_matrix, n: int) -> tuple[np.ndarray, np.ndarray]:
+        seen = sp.csr_matrix(user_items)[users]
+        return top_n((seen > 0).astype(np.float64) @ self.weights, n, seen)

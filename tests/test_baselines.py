@@ -1,0 +1,58 @@
+"""Baseline recommenders on tiny interaction matrices with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from models.baselines import EASE, CoOccurrence, Popularity, top_n
+
+# users x items: items 0 and 1 always go together, item 2 is popular, item 4 is never seen
+X = sp.csr_matrix(np.array([
+    [1, 1, 1, 0, 0],
+    [1, 1, 0, 0, 0],
+    [0, 0, 1, 1, 0],
+    [1, 0, 1, 0, 0],
+    [0, 0, 1, 0, 0],
+], dtype=float))
+
+
+def test_top_n_excludes_seen_breaks_ties_and_pads():
+    ids, scores = top_n(np.array([[3.0, 1.0, 3.0, 2.0]]), 3, sp.csr_matrix([[0, 0, 0, 1]]))
+    assert ids.tolist() == [[0, 2, 1]] and scores.tolist() == [[3.0, 3.0, 1.0]]
+    ids, scores = top_n(np.array([[1.0, -np.inf]]), 3)
+    assert ids.tolist() == [[0, -1, -1]] and np.isneginf(scores[0, 1:]).all()
+
+
+def test_popularity_is_global_and_skips_what_the_user_has():
+    model = Popularity().fit(X)
+    ids, _ = model.recommend(np.array([4, 1]), X, 2)
+    assert ids[0].tolist() == [0, 1]  # item 2 (most popular) is already user 4's
+    assert ids[1].tolist() == [2, 3]
+
+
+def test_co_occurrence_follows_items_seen_together():
+    model = CoOccurrence(alpha=0.0).fit(X)
+    ids, scores = model.similar_items(0, 2)
+    assert ids.tolist() == [1, 2] and scores.tolist() == [2.0, 2.0]
+    ids, _ = model.recommend(np.array([4]), X, 3)  # user 4 has only item 2
+    assert ids[0].tolist() == [0, 1, 3]
+    ids, _ = model.recommend(np.array([0]), X, 3)  # nothing co-occurs with 0, 1, 2 but 3
+    assert ids[0].tolist() == [3, -1, -1]
+
+
+def test_ease_closed_form_and_recommendations():
+    model = EASE(l2=1.0).fit(X)
+    x = X.toarray()
+    g = x.T @ x + np.eye(5)
+    b = np.linalg.solve(g, x.T @ x)  # ridge regression of each item on all items ...
+    assert np.allclose(np.diag(model.weights), 0)
+    # ... with the diagonal constrained to zero: B = I - P diagMat(1 / diag(P))
+    p = np.linalg.inv(g)
+    assert np.allclose(model.weights, np.eye(5) - p / np.diag(p))
+    assert not np.allclose(model.weights, b)
+    ids, _ = model.recommend(np.array([1]), X, 1)  # has 0 and 1: item 2 goes with 0
+    assert ids[0].tolist() == [2]
+    with pytest.raises(IndexError):
+        model.recommend(np.array([9]), X, 1)
