@@ -42,6 +42,7 @@ CO_USER_SPAN = 5  # in a user's day, each item pairs with the next 5 (linear, no
 VALID_DAYS = 7
 HISTORY_MAX = 200
 CLEAN_TABLES = ("events", "user_item_day", "co_day", "bots_day")
+CLEAN_VERSION = 1  # bump when the clean tables change: every day is cleaned again
 OPTIONAL_EVENT_COLUMNS = {"value": T.DoubleType(), "session_id": T.StringType(),
                           "query": T.StringType(), "event_id": T.StringType()}
 TYPE_COUNTS = [f"n_{t}" for t in EVENT_WEIGHTS]

@@ -21,13 +21,14 @@ log = logging.getLogger(__name__)
 
 
 def days_to_clean(root: Root, run_date: str) -> tuple[dict[str, str], list[str]]:
-    """(ingest record of every validated day before the run date, the days whose cleaned
-    partitions are missing or older than that record)."""
+    """(clean marker due for every validated day before the run date, the days whose
+    marker differs: never cleaned, re-ingested since, or cleaned by an older clean format)."""
     records = {}
     for key in root.list(layout.validated_events()):
         day = layout.event_partition_date(key)
         if day and day < run_date and key == layout.ingest_record(day):
-            records[day] = root.read_text(key)
+            records[day] = json.dumps({"ingest": json.loads(root.read_text(key)),
+                                       "clean_version": job.CLEAN_VERSION}, sort_keys=True)
     todo = []
     for day, record in sorted(records.items()):
         try:

@@ -41,7 +41,8 @@ def clean(table: str = "") -> str:
 
 
 def clean_marker(day: str) -> str:
-    """Written after a day is cleaned: a copy of its ingest record (``_source.json``)."""
+    """Written after a day is cleaned: its ingest record (``_source.json``) and the clean
+    format version."""
     return f"clean/_days/{day}.json"
 
 

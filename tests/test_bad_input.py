@@ -318,9 +318,12 @@ def test_second_run_ingests_only_changed_days(shop):
     assert changed["ingested_days"] == ["2026-03-05"]
 
 
-def test_rerun_cleans_only_changed_days_and_repeats_its_features(shop):
+def test_rerun_cleans_only_changed_days_and_repeats_its_features(shop, monkeypatch):
     """Run twice: nothing is cleaned again and the features repeat. Change one raw day:
-    only that day is re-ingested and re-cleaned, other days' files are untouched."""
+    only that day is re-ingested and re-cleaned, other days' files are untouched. A new
+    clean format cleans every day again."""
+    from spark_jobs import features as job
+
     cfg = RunConfig(root=str(shop), date=SHOP_DATE)
     run_step("validate_raw", cfg)
     first = run_step("build_features", cfg)
@@ -349,3 +352,5 @@ def test_rerun_cleans_only_changed_days_and_repeats_its_features(shop):
     after = snapshot()
     for t in tables:
         pd.testing.assert_frame_equal(before[t], after[t], check_exact=False)
+    monkeypatch.setattr(job, "CLEAN_VERSION", job.CLEAN_VERSION + 1)
+    assert len(run_step("build_features", cfg)["cleaned_days"]) == 8
