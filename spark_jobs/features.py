@@ -377,7 +377,6 @@ def clean_days(spark: SparkSession, validated_dir: str, clean_dir: str, days: li
     wanted = [F.lit(d).cast("date") for d in days]
     raw = (spark.read.option("basePath", validated_dir).parquet(validated_dir)
            .where(F.col("dt").isin(*wanted)))
-    events_dir = f"{clean_dir}/events"
     cleaned = clean(raw).cache()
     _write_days(cleaned, f"{clean_dir}/events")
     for name, df in daily_tables(cleaned, bot_max_events_per_day, bot_max_items_per_hour).items():

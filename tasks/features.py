@@ -20,6 +20,11 @@ from tasks.storage import LocalRoot, Root, S3Root, open_root
 log = logging.getLogger(__name__)
 
 
+def unknown_items(date: str) -> str:
+    """Where a run quarantines events whose item is not in the catalog."""
+    return layout.quarantine(date, "events_unknown_item")
+
+
 def days_to_clean(root: Root, run_date: str) -> tuple[dict[str, str], list[str]]:
     """(clean marker due for every validated day before the run date, the days whose
     marker differs: never cleaned, re-ingested since, or cleaned by an older clean format)."""
@@ -66,7 +71,7 @@ def build_features(cfg: RunConfig) -> dict:
             return {"features": root.full(layout.features(cfg.date)), "cleaned_days": [],
                     "cleaned": {"events": 0, "unknown_item": 0}, "counts": built["counts"], "up_to_date": True}
     root.delete_prefix(stamp)
-    quarantine = layout.quarantine(cfg.date, "events_unknown_item")
+    quarantine = unknown_items(cfg.date)
     for day in todo:  # a day's old outputs go first: dynamic overwrite keeps days it writes nothing for
         root.delete_prefix(layout.clean_marker(day))
         for table in job.CLEAN_TABLES:
@@ -119,7 +124,7 @@ def spark_paths(root: Root, date: str, todo: list[str]) -> Iterator[dict[str, st
     root, downloaded before and uploaded after the job (only the days it cleaned)."""
     keys = {"validated": layout.validated_events(), "clean": layout.clean(),
             "catalog": layout.validated(date, "catalog"), "out": layout.features(date),
-            "quarantine": layout.quarantine(date, "events_unknown_item")}
+            "quarantine": unknown_items(date)}
     if isinstance(root, LocalRoot):
         yield {name: str(root.local_path(key)) for name, key in keys.items()}
         return
