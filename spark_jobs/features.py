@@ -196,13 +196,14 @@ def _n_events() -> F.Column:
     return sum((F.col(c) for c in TYPE_COUNTS[1:]), F.col(TYPE_COUNTS[0]))
 
 
-def item_popularity(uid: DataFrame, run_date: str) -> DataFrame:
-    """Event-weighted, time-decayed popularity (half-life 7 days before the run date)."""
+def item_popularity(uid: DataFrame, pairs: DataFrame, run_date: str) -> DataFrame:
+    """Event-weighted, time-decayed popularity (half-life 7 days before the run date); the
+    distinct users come from the rolled-up pairs, which is one cheap count per item."""
     decay = F.pow(F.lit(0.5), _age_days(run_date) / F.lit(POPULARITY_HALF_LIFE_DAYS))
-    return uid.groupBy("item_id").agg(
-        F.sum(F.col("weight_sum") * decay).alias("score"),
-        F.countDistinct("user_id").alias("n_users"),
-        F.sum(_n_events()).cast("long").alias("n_events"))
+    per_item = uid.groupBy("item_id").agg(
+        F.sum(F.col("weight_sum") * decay).alias("score"), F.sum(_n_events()).cast("long").alias("n_events"))
+    users = pairs.groupBy("item_id").agg(F.count(F.lit(1)).alias("n_users"))
+    return per_item.join(users, "item_id").select("item_id", "score", "n_users", "n_events")
 
 
 def user_features(pairs: DataFrame, uid: DataFrame, run_date: str) -> DataFrame:
@@ -268,7 +269,8 @@ def user_affinities(pairs: DataFrame, catalog: DataFrame) -> DataFrame:
         if len(q) == 2:
             priced = joined.where(F.col("price").isNotNull())
             mean = priced.groupBy("user_id").agg(
-                (F.sum(F.col("price") * F.col("weight_sum")) / F.sum("weight_sum")).alias("p"))
+                # to the cent, so that the summation order (partitioning) cannot flip a band
+                F.round(F.sum(F.col("price") * F.col("weight_sum")) / F.sum("weight_sum"), 2).alias("p"))
             band = F.when(F.col("p") <= q[0], "low").when(F.col("p") <= q[1], "mid").otherwise("high")
             part = mean.select("user_id", F.lit("price_band").alias("kind"), band.alias("value"),
                                F.lit(1.0).alias("share"))
@@ -327,19 +329,21 @@ def features(uid: DataFrame, co_day: DataFrame, bots_day: DataFrame, catalog: Da
     person is never shown what they bought.
     """
     before = F.col("dt") < F.to_date(F.lit(run_date))
-    ids = catalog.select("item_id")
-    uid = uid.where(before).join(ids, "item_id", "left_semi")
+    ids = F.broadcast(catalog.select("item_id"))
     bots = bots_of(bots_day.where(before)).cache()
-    human = uid.join(bots.select("user_id"), "user_id", "left_anti").cache()
+    bot_ids = F.broadcast(bots.select("user_id"))
+    # One shuffle by user: the per-user tables below reuse it instead of shuffling again.
+    uid = uid.where(before).join(ids, "item_id", "left_semi").repartition("user_id").cache()
+    human = uid.join(bot_ids, "user_id", "left_anti")
     pairs = roll_up(uid).cache()
-    human_pairs = pairs.join(bots.select("user_id"), "user_id", "left_anti")
+    human_pairs = pairs.join(bot_ids, "user_id", "left_anti")
     histories = user_histories(human_pairs).cache()
     co = (co_day.where(before).join(ids, "item_id", "left_semi")
           .join(ids.withColumnRenamed("item_id", "other_id"), "other_id", "left_semi"))
     return {
         "histories": histories,
         "training_examples": training_examples(histories, run_date),
-        "item_popularity": item_popularity(human, run_date),
+        "item_popularity": item_popularity(human, human_pairs, run_date),
         "user_features": user_features(pairs, uid, run_date),
         "user_affinities": user_affinities(human_pairs, catalog),
         "item_features": item_features(human, catalog, run_date),

@@ -99,7 +99,8 @@ def test_exclusions_are_bought_or_rated(events):
 
 def test_popularity_decays_with_age(spark):
     rows = [("u1", "old", "view", ts(1)), ("u2", "old", "view", ts(1)), ("u1", "new", "view", ts(9))]
-    pop = {r.item_id: r for r in F.item_popularity(uid_of(frame(spark, rows)), "2026-03-10").collect()}
+    uid = uid_of(frame(spark, rows))
+    pop = {r.item_id: r for r in F.item_popularity(uid, F.roll_up(uid), "2026-03-10").collect()}
     assert pop["old"].n_events == 2 and pop["new"].n_events == 1 and pop["old"].n_users == 2
     assert pop["new"].score > pop["old"].score  # 1 fresh view beats 2 views 9 days old
     assert pop["new"].score == pytest.approx(0.5 ** (1 / 7))
