@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from models.baselines import EASE, CoOccurrence, Popularity, top_n
+from models.baselines import ALS, EASE, CoOccurrence, Popularity, top_n
 
 # users x items: items 0 and 1 always go together, item 2 is popular, item 4 is never seen
 X = sp.csr_matrix(np.array([
@@ -56,3 +56,20 @@ def test_ease_closed_form_and_recommendations():
     assert ids[0].tolist() == [2]
     with pytest.raises(IndexError):
         model.recommend(np.array([9]), X, 1)
+
+
+def test_als_recommends_the_missing_item_of_the_users_group():
+    # two taste groups of 10 users over items 0-4 and 5-9; user u lacks item u % 5 of its group
+    rows, cols = [], []
+    for u in range(20):
+        group = 0 if u < 10 else 5
+        for i in range(group, group + 5):
+            if i != group + u % 5:
+                rows.append(u)
+                cols.append(i)
+    x = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(20, 10))
+    model = ALS(factors=4, regularization=0.01, alpha=5.0, iterations=20, seed=1).fit(x)
+    users = np.arange(20)
+    ids, scores = model.recommend(users, x, 1)
+    assert ids[:, 0].tolist() == [(0 if u < 10 else 5) + u % 5 for u in users]
+    assert np.isfinite(scores).all()
