@@ -1,0 +1,455 @@
+"""nightrecs' two-tower retrieval model and its training loop, readable in one sitting.
+
+Item tower: a projection of the item's text vector (all-MiniLM-L6-v2 over title, category,
+brand, description, price band) plus a learned ID embedding for items with enough
+interactions; an item nobody touched yet is its text alone.
+
+User tower: causal self-attention over the user's most recent items (SASRec), each input
+being the item's vector plus event-type, position and time-gap embeddings; the output at
+the newest position, plus a gap-to-now embedding and optional user features, is the user
+vector. A user with only search queries is a sequence of query texts, embedded like items.
+
+Training: next-item prediction at every position of every sequence with a sampled softmax
+over the batch's targets plus uniformly sampled items, corrected for how likely each
+candidate was to be sampled (logQ), so frequent items are not over-penalised. Early stopping
+on validation Recall@K; checkpoints in safetensors so a crashed run resumes.
+
+``light`` mode freezes the text encoder and caches its item vectors once (CPU friendly);
+``full`` mode fine-tunes the encoder too (for a GPU).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm import tqdm
+
+from models.baselines import top_n
+from models.evaluation import per_user
+from models.two_tower import pick_device
+
+log = logging.getLogger(__name__)
+
+EVENT_TYPES = ("view", "click", "add_to_cart", "purchase", "rating", "search")
+GAP_BUCKETS = 24  # log2-spaced time gaps: under a minute ... over a year
+
+
+@dataclass
+class ModelConfig:
+    n_items: int
+    text_dim: int = 384
+    dim: int = 64
+    layers: int = 2
+    heads: int = 2
+    max_len: int = 50
+    dropout: float = 0.2
+    user_features: int = 0  # width of the optional user feature vector
+
+
+@dataclass
+class TrainConfig:
+    mode: str = "light"  # light: frozen text encoder, cached vectors; full: fine-tune it too
+    epochs: int = 40
+    batch_size: int = 128
+    grad_accum: int = 1
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    negatives: int = 512  # uniformly sampled items per step, on top of the batch's targets
+    min_id_count: int = 2  # fewer training interactions: the item is text only
+    patience: int = 3  # epochs without a better validation recall before stopping
+    eval_k: int = 10
+    seed: int = 13
+
+
+def gap_bucket(seconds: torch.Tensor) -> torch.Tensor:
+    """0 = padding; 1.. = log2 buckets of a time gap in minutes."""
+    minutes = seconds.clamp(min=0).float() / 60.0
+    return (torch.log2(minutes + 1).floor().long() + 1).clamp(max=GAP_BUCKETS)
+
+
+class ItemTower(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_items = cfg.n_items
+        self.text_proj = nn.Linear(cfg.text_dim, cfg.dim)
+        self.ids = nn.Embedding(cfg.n_items + 1, cfg.dim, padding_idx=0)  # row 0: padding
+        nn.init.normal_(self.ids.weight, std=0.02)
+        self.register_buffer("has_id", torch.zeros(cfg.n_items + 1, dtype=torch.bool))
+
+    def forward(self, items: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """``items``: 1-based item indices (0 = padding; above ``n_items``: a search query,
+        text only); ``text``: their text vectors."""
+        known = torch.where(items <= self.n_items, items, 0)
+        return self.text_proj(text) + self.ids(known) * self.has_id[known].unsqueeze(-1)
+
+
+class UserTower(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.pos = nn.Embedding(cfg.max_len, cfg.dim)
+        self.event_type = nn.Embedding(len(EVENT_TYPES) + 1, cfg.dim, padding_idx=0)
+        self.gap = nn.Embedding(GAP_BUCKETS + 1, cfg.dim, padding_idx=0)
+        self.now_gap = nn.Embedding(GAP_BUCKETS + 1, cfg.dim, padding_idx=0)
+        layer = nn.TransformerEncoderLayer(cfg.dim, cfg.heads, 4 * cfg.dim, cfg.dropout,
+                                           batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(cfg.dim)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.features = nn.Linear(cfg.user_features, cfg.dim) if cfg.user_features else None
+        self.heads = cfg.heads
+
+    def forward(self, item_vecs: torch.Tensor, types: torch.Tensor, gaps: torch.Tensor,
+                now_gaps: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden state at every position ``(B, L, dim)``; sequences are left-padded (type
+        0), so position -1 is the newest. ``now_gaps``: gap bucket from each position's
+        event to the moment of the prediction it makes."""
+        length = item_vecs.shape[1]
+        x = item_vecs + self.pos.weight[-length:] + self.event_type(types) + self.gap(gaps)
+        # attend to earlier real events and to yourself (a padding row then sees only
+        # itself instead of nothing, which would be NaN)
+        eye = torch.eye(length, dtype=torch.bool, device=x.device)
+        allowed = (torch.tril(~eye) & (types != 0).unsqueeze(1)) | eye
+        mask = (~allowed).repeat_interleave(self.heads, 0)
+        h = self.encoder(self.drop(x), mask=mask)
+        h = self.norm(h) + self.now_gap(now_gaps)
+        if self.features is not None and features is not None:
+            h = h + self.features(features).unsqueeze(1)
+        return h
+
+
+class TextEncoder(nn.Module):
+    """Full mode: texts (by row index) through the text tower being fine-tuned."""
+
+    def __init__(self, tower: nn.Module, texts: Sequence[str], max_tokens: int = 64):
+        super().__init__()
+        self.tower, self.texts, self.max_tokens = tower, list(texts), max_tokens
+
+    def forward(self, rows: Sequence[int]) -> torch.Tensor:
+        return self.tower([self.texts[i] for i in rows], self.max_tokens)
+
+
+class TwoTower(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.items = ItemTower(cfg)
+        self.users = UserTower(cfg)
+
+
+@dataclass
+class Sequences:
+    """Per user, their events oldest first: 0-based item indices, event types (1-based
+    into ``EVENT_TYPES``) and unix seconds. Left-padded batches are cut from these."""
+
+    items: list[np.ndarray]
+    types: list[np.ndarray]
+    ts: list[np.ndarray]
+    features: np.ndarray | None = None  # (n_users, ModelConfig.user_features)
+
+    @staticmethod
+    def from_events(user: np.ndarray, item: np.ndarray, etype: np.ndarray, ts: np.ndarray,
+                    n_users: int, features: np.ndarray | None = None) -> "Sequences":
+        order = np.lexsort((ts, user))
+        bounds = np.searchsorted(user[order], np.arange(n_users + 1))
+        parts = [np.split(a[order], bounds[1:-1]) for a in (item, etype, ts)]
+        return Sequences(*parts, features=features)
+
+
+def time_split(seqs: Sequences, n_items: int, split_at: int) -> tuple[Sequences, tuple[Sequences, sp.csr_matrix, int]]:
+    """Training sequences (events before ``split_at``, unix seconds) and the validation
+    triple for :meth:`Recommender.fit`: the same histories, a truth matrix of the items each
+    user first touched from ``split_at`` on, and ``split_at`` as the prediction time."""
+    cuts = [int(np.searchsorted(t, split_at)) for t in seqs.ts]
+    train = Sequences([a[:c] for a, c in zip(seqs.items, cuts)], [a[:c] for a, c in zip(seqs.types, cuts)],
+                      [a[:c] for a, c in zip(seqs.ts, cuts)], seqs.features)
+    rows, cols = [], []
+    for u, (items, c) in enumerate(zip(seqs.items, cuts)):
+        new = np.setdiff1d(items[c:], items[:c]) if c else np.zeros(0, dtype=items.dtype)
+        rows += [u] * len(new)  # users without a history before the split cannot be scored
+        cols += new.tolist()
+    truth = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(seqs.items), n_items))
+    return train, (train, truth, split_at)
+
+
+def _pad_left(rows: Sequence[np.ndarray], length: int, dtype=np.int64) -> np.ndarray:
+    out = np.zeros((len(rows), length), dtype=dtype)
+    for r, a in enumerate(rows):
+        a = a[-length:]
+        if len(a):
+            out[r, length - len(a):] = a
+    return out
+
+
+def training_windows(seqs: Sequences, max_len: int) -> list[tuple[int, int]]:
+    """(user, end) slices covering every event once as a target: each user's history cut
+    into windows of ``max_len + 1`` events from the newest back (the extra event is the
+    first window position's target)."""
+    out = []
+    for u, items in enumerate(seqs.items):
+        end = len(items)
+        while end >= 2:
+            out.append((u, end))
+            end -= max_len
+    return out
+
+
+@dataclass
+class Batch:
+    items: torch.Tensor  # (B, L) 1-based inputs, 0 = padding
+    types: torch.Tensor
+    gaps: torch.Tensor  # gap bucket since the previous event (0 for the first)
+    now_gaps: torch.Tensor  # gap bucket from the event to the moment of its prediction
+    targets: torch.Tensor  # (B, L) 1-based next items, 0 = no target
+    features: torch.Tensor | None
+
+
+def _batch(seqs: Sequences, users: Sequence[int], items: list, types: list, times: list,
+           when: np.ndarray, targets: list | None, max_len: int) -> Batch:
+    """Left-pad per-user rows into a batch; ``when``: ``(B, L)`` prediction times."""
+    items_, times_ = torch.from_numpy(_pad_left(items, max_len)), _pad_left(times, max_len)
+    real = items_ > 0
+    prev_real = np.concatenate([np.zeros_like(times_[:, :1], dtype=bool), real.numpy()[:, :-1]], 1)
+    prev = np.where(prev_real, np.concatenate([times_[:, :1], times_[:, :-1]], 1), times_)
+    feats = None if seqs.features is None else torch.as_tensor(seqs.features[list(users)], dtype=torch.float32)
+    return Batch(items=items_, types=torch.from_numpy(_pad_left(types, max_len)),
+                 gaps=torch.where(real, gap_bucket(torch.from_numpy(times_ - prev)), 0),
+                 now_gaps=torch.where(real, gap_bucket(torch.from_numpy(when - times_)), 0),
+                 targets=torch.from_numpy(_pad_left(targets, max_len)) if targets else torch.zeros_like(items_),
+                 features=feats)
+
+
+def make_batch(seqs: Sequences, windows: Sequence[tuple[int, int]], max_len: int) -> Batch:
+    """Training batch: at every position, the next event is the target."""
+    cols: dict[str, list] = {k: [] for k in ("items", "types", "times", "targets", "target_times")}
+    for u, end in windows:
+        start = max(0, end - max_len - 1)
+        items, times = seqs.items[u][start:end], seqs.ts[u][start:end]
+        cols["items"].append(items[:-1] + 1)
+        cols["types"].append(seqs.types[u][start:end - 1])
+        cols["times"].append(times[:-1])
+        cols["targets"].append(items[1:] + 1)
+        cols["target_times"].append(times[1:])
+    return _batch(seqs, [u for u, _ in windows], cols["items"], cols["types"], cols["times"],
+                  _pad_left(cols["target_times"], max_len), cols["targets"], max_len)
+
+
+def query_batch(seqs: Sequences, users: Sequence[int], now: int, max_len: int) -> Batch:
+    """Inputs for predicting each user's next items at unix time ``now``."""
+    return _batch(seqs, users, [seqs.items[u][-max_len:] + 1 for u in users],
+                  [seqs.types[u][-max_len:] for u in users], [seqs.ts[u][-max_len:] for u in users],
+                  np.full((len(users), max_len), now, dtype=np.int64), None, max_len)
+
+
+class Recommender:
+    """``fit`` / ``recommend`` over a :class:`TwoTower`, for the light (cached text vectors)
+    and full (fine-tuned encoder) modes."""
+
+    def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, text: np.ndarray,
+                 encoder: nn.Module | None = None):
+        """``text``: ``(n_items [+ n_queries], text_dim)`` cached text vectors, items first;
+        ``encoder`` (full mode): a module mapping those row indices to text vectors with
+        gradients, trained with the rest (:class:`TextEncoder`)."""
+        self.cfg, self.tcfg = model_cfg, train_cfg
+        torch.manual_seed(train_cfg.seed)
+        self.model = TwoTower(model_cfg)
+        self.text = torch.cat([torch.zeros(1, text.shape[1]), torch.as_tensor(text, dtype=torch.float32)])
+        if encoder is not None:
+            self.model.text_encoder = encoder
+        self.state: dict = {"epoch": 0, "best_recall": -1.0, "bad_epochs": 0}
+
+    # ------------------------------------------------------------------ item vectors
+    def _text(self, items: torch.Tensor) -> torch.Tensor:
+        if not hasattr(self.model, "text_encoder"):
+            return self.text.to(items.device)[items]
+        flat, inverse = torch.unique(items, return_inverse=True)
+        vecs = torch.zeros(len(flat), self.text.shape[1], device=items.device)
+        real = flat > 0
+        vecs[real] = self.model.text_encoder((flat[real] - 1).tolist()).to(vecs.dtype)
+        return vecs[inverse]
+
+    def item_vectors(self, batch_size: int = 4096) -> np.ndarray:
+        """``(n_items, dim)`` vectors of every item, for FAISS."""
+        device = next(self.model.parameters()).device
+        self.model.eval()
+        out = []
+        with torch.inference_mode():
+            for s in range(1, self.cfg.n_items + 1, batch_size):
+                idx = torch.arange(s, min(s + batch_size, self.cfg.n_items + 1), device=device)
+                out.append(self.model.items(idx, self._text(idx)).float().cpu())
+        return torch.cat(out).numpy()
+
+    def user_vectors(self, seqs: Sequences, users: Sequence[int], now: int, batch_size: int = 1024) -> np.ndarray:
+        """``(len(users), dim)``: each user's state after their history, at unix time ``now``."""
+        device = next(self.model.parameters()).device
+        self.model.eval()
+        users = list(users)
+        out = []
+        with torch.inference_mode():
+            for s in range(0, len(users), batch_size):
+                b = query_batch(seqs, users[s:s + batch_size], now, self.cfg.max_len)
+                out.append(self._hidden(b, device)[:, -1].float().cpu())
+        return torch.cat(out).numpy() if out else np.zeros((0, self.cfg.dim), np.float32)
+
+    def _hidden(self, b: Batch, device: torch.device) -> torch.Tensor:
+        items = b.items.to(device)
+        vecs = self.model.items(items, self._text(items))
+        feats = None if b.features is None else b.features.to(device)
+        return self.model.users(vecs, b.types.to(device), b.gaps.to(device), b.now_gaps.to(device), feats)
+
+    # ------------------------------------------------------------------ training
+    def _loss(self, b: Batch, device: torch.device, log_q: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Sampled softmax: candidates are the batch's distinct targets plus uniform samples;
+        each logit is corrected by the log of the candidate's expected count in the set."""
+        h = self._hidden(b, device)
+        targets = b.targets.to(device)
+        at = targets > 0
+        cand = torch.unique(torch.cat([targets[at], torch.randint(
+            1, self.cfg.n_items + 1, (self.tcfg.negatives,), generator=gen).to(device)]))
+        cvecs = self.model.items(cand, self._text(cand))
+        logits = h[at] @ cvecs.T - log_q[cand]
+        label = torch.searchsorted(cand, targets[at])
+        return F.cross_entropy(logits.float(), label)
+
+    def fit(self, train: Sequences, valid: tuple[Sequences, sp.csr_matrix, int] | None = None,
+            checkpoint_dir: Path | None = None) -> dict:
+        """Train on ``train`` (resuming from ``checkpoint_dir`` when it holds a checkpoint);
+        ``valid`` = (histories, truth rows per user, prediction time) for early stopping on
+        Recall@K, keeping the best epoch's weights. Without validation users it trains all
+        ``epochs`` and keeps the last."""
+        tc = self.tcfg
+        if valid is not None and not np.diff(valid[1].indptr).any():
+            log.warning("no validation users: training %d epochs without early stopping", tc.epochs)
+            valid = None
+        device, amp = pick_device()
+        model = self.model.to(device)
+        counts = np.bincount(np.concatenate(train.items) if train.items else np.zeros(0, int),
+                             minlength=self.cfg.n_items)
+        model.items.has_id[1:] = torch.as_tensor(counts >= tc.min_id_count, device=device)
+        # expected count of each item among a step's candidates: batch targets + uniform
+        n_targets = tc.batch_size * self.cfg.max_len
+        q = n_targets * counts / max(counts.sum(), 1) + tc.negatives / self.cfg.n_items
+        log_q = torch.cat([torch.zeros(1), torch.log(torch.as_tensor(q, dtype=torch.float32))]).to(device)
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
+        self.best = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if checkpoint_dir is not None and (checkpoint_dir / "checkpoint.safetensors").exists():
+            self._load_checkpoint(checkpoint_dir, opt)
+            log.info("resumed from %s at epoch %d", checkpoint_dir, self.state["epoch"])
+        windows = training_windows(train, self.cfg.max_len)
+        history = []
+        start, seen = time.perf_counter(), 0
+        while self.state["epoch"] < tc.epochs and windows:
+            model.train()
+            # every epoch seeds its own shuffling, sampling and dropout: a resumed run
+            # repeats exactly what the crashed one would have done
+            epoch_seed = tc.seed + self.state["epoch"]
+            torch.manual_seed(epoch_seed)
+            gen = torch.Generator().manual_seed(epoch_seed)
+            order = np.random.default_rng(epoch_seed).permutation(len(windows))
+            steps = math.ceil(len(order) / tc.batch_size)
+            bar = tqdm(range(steps), desc=f"epoch {self.state['epoch'] + 1} ({device.type})", unit="step", leave=False)
+            total = 0.0
+            for step in bar:
+                b = make_batch(train, [windows[i] for i in order[step * tc.batch_size:(step + 1) * tc.batch_size]],
+                               self.cfg.max_len)
+                with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                    loss = self._loss(b, device, log_q, gen) / tc.grad_accum
+                loss.backward()
+                if (step + 1) % tc.grad_accum == 0 or step + 1 == steps:
+                    torch.nn.utils.clip_grad_norm_(params, 1.0)
+                    opt.step()
+                    opt.zero_grad(set_to_none=True)
+                total += loss.item() * tc.grad_accum
+                seen += int((b.targets > 0).sum())
+                bar.set_postfix(loss=f"{total / (step + 1):.3f}", events_s=f"{seen / (time.perf_counter() - start):.0f}")
+            self.state["epoch"] += 1
+            recall = self.recall(*valid) if valid is not None else float("nan")
+            history.append({"epoch": self.state["epoch"], "loss": total / steps, "valid_recall": recall})
+            log.info("epoch %d: loss %.4f, valid recall@%d %.4f", self.state["epoch"], total / steps, tc.eval_k, recall)
+            if valid is None or recall > self.state["best_recall"]:
+                self.state.update(best_recall=recall, bad_epochs=0)
+                self.best = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                self.state["bad_epochs"] += 1
+            if checkpoint_dir is not None:
+                self._save_checkpoint(checkpoint_dir, opt)
+            if valid is not None and self.state["bad_epochs"] >= tc.patience:
+                log.info("early stop: no better valid recall for %d epochs", tc.patience)
+                break
+        model.load_state_dict(self.best)
+        return {"epochs": self.state["epoch"], "best_valid_recall": self.state["best_recall"],
+                "seconds": round(time.perf_counter() - start, 2), "device": device.type,
+                "bf16": amp is not None, "history": history}
+
+    def recall(self, seqs: Sequences, truth: sp.csr_matrix, now: int) -> float:
+        """Mean Recall@K over users with truth rows, seen items excluded."""
+        users = np.flatnonzero(np.diff(truth.indptr) > 0)
+        if not len(users):
+            return float("nan")
+        scores = self.user_vectors(seqs, users.tolist(), now) @ self.item_vectors().T
+        seen = sp.csr_matrix((np.ones(sum(len(seqs.items[u]) for u in users)),
+                              (np.repeat(np.arange(len(users)), [len(seqs.items[u]) for u in users]),
+                               np.concatenate([seqs.items[u] for u in users]))),
+                             shape=(len(users), self.cfg.n_items))
+        ids, _ = top_n(scores, self.tcfg.eval_k, seen)
+        return float(np.nanmean(per_user(ids, truth[users])["recall"]))
+
+    # ------------------------------------------------------------------ checkpoints
+    def _save_checkpoint(self, out: Path, opt: torch.optim.Optimizer) -> None:
+        """Weights and optimizer moments in safetensors, counters in JSON; written to temp
+        names first so a crash mid-write leaves the previous checkpoint intact."""
+        out.mkdir(parents=True, exist_ok=True)
+        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        tensors.update({f"best.{k}": v.detach().cpu().contiguous() for k, v in self.best.items()})
+        for i, s in opt.state_dict()["state"].items():
+            for name, v in s.items():
+                tensors[f"opt.{i}.{name}"] = torch.as_tensor(v).detach().cpu().contiguous()
+        save_file(tensors, out / "checkpoint.safetensors.tmp")
+        (out / "checkpoint.json.tmp").write_text(json.dumps({"state": self.state, "model": asdict(self.cfg),
+                                                             "train": asdict(self.tcfg)}))
+        (out / "checkpoint.safetensors.tmp").replace(out / "checkpoint.safetensors")
+        (out / "checkpoint.json.tmp").replace(out / "checkpoint.json")
+
+    def _load_checkpoint(self, src: Path, opt: torch.optim.Optimizer) -> None:
+        tensors = load_file(src / "checkpoint.safetensors")
+        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        self.best = {k[5:]: v.to(self.best[k[5:]].device) for k, v in tensors.items() if k.startswith("best.")}
+        sd = opt.state_dict()
+        for key, v in tensors.items():
+            if key.startswith("opt."):
+                _, i, name = key.split(".", 2)
+                sd["state"].setdefault(int(i), {})[name] = v
+        opt.load_state_dict(sd)
+        self.state = json.loads((src / "checkpoint.json").read_text())["state"]
+
+    def save(self, path: Path) -> None:
+        """Weights only (safetensors) + config: what the nightly embed step loads."""
+        path.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()},
+                  path / "model.safetensors")
+        (path / "config.json").write_text(json.dumps({"model": asdict(self.cfg), "train": asdict(self.tcfg)}))
+
+    def load_weights(self, path: Path) -> None:
+        """Warm start from a saved model; item rows are matched by index, so the caller
+        keeps item indices stable between runs."""
+        state = load_file(path / "model.safetensors")
+        own = self.model.state_dict()
+        for k, v in state.items():
+            if k in own and own[k].shape != v.shape and k in ("items.ids.weight", "items.has_id"):
+                n = min(len(v), len(own[k]))
+                own[k][:n] = v[:n]
+            elif k in own and own[k].shape == v.shape:
+                own[k] = v
+        self.model.load_state_dict(own)
