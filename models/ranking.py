@@ -1,0 +1,103 @@
+"""Second stage: merge candidates from several sources and rank them with a small model
+whose weights are learned on the run's own validation window, not hard-coded.
+
+Candidates arrive per source as ``(ids, scores)`` arrays of shape ``(n_users, depth)``
+(padded with -1, as the baselines and FAISS return them). They become one long table, a
+row per distinct (user, item): for each source its score (0 when the source did not
+propose the item) and its reciprocal rank, plus per-item features gathered by item id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+
+@dataclass
+class Candidates:
+    """Long format: ``row`` (position of the user in the request), ``item``, features."""
+
+    row: np.ndarray
+    item: np.ndarray
+    features: np.ndarray  # (n, n_features)
+    names: list[str]
+
+
+def merge(sources: dict[str, tuple[np.ndarray, np.ndarray]], item_features: dict[str, np.ndarray]) -> Candidates:
+    """Union of every source's candidates per user, with per-source score and reciprocal
+    rank columns (0 where absent) and the given per-item feature arrays."""
+    parts = []
+    for s, (ids, scores) in enumerate(sources.values()):
+        rows, ranks = np.nonzero(ids >= 0)
+        parts.append((rows, ids[rows, ranks], s, scores[rows, ranks], 1.0 / (ranks + 1)))
+    rows = np.concatenate([p[0] for p in parts])
+    items = np.concatenate([p[1] for p in parts])
+    n_items = int(items.max()) + 1 if len(items) else 1
+    key = rows.astype(np.int64) * n_items + items
+    uniq, inverse = np.unique(key, return_inverse=True)
+    n_src = len(sources)
+    feats = np.zeros((len(uniq), 2 * n_src + len(item_features)), dtype=np.float64)
+    start = 0
+    for rows_s, _, s, scores_s, rr in parts:
+        at = inverse[start:start + len(rows_s)]
+        feats[at, 2 * s] = np.where(np.isfinite(scores_s), scores_s, 0.0)
+        feats[at, 2 * s + 1] = rr
+        start += len(rows_s)
+    out_rows, out_items = uniq // n_items, uniq % n_items
+    for j, values in enumerate(item_features.values()):
+        feats[:, 2 * n_src + j] = values[out_items]
+    names = [f"{src}_{kind}" for src in sources for kind in ("score", "rr")] + list(item_features)
+    return Candidates(out_rows, out_items, feats, names)
+
+
+def labels(c: Candidates, truth: sp.csr_matrix) -> np.ndarray:
+    """1 where the candidate item is in that user's held-out items (``truth`` rows follow
+    the request's user order)."""
+    return np.asarray(sp.csr_matrix(truth, dtype=bool)[c.row, c.item]).ravel().astype(np.int8)
+
+
+class Ranker:
+    """Logistic regression on standardised candidate features. With no positive or no
+    negative example to learn from, it falls back to the first feature column's order."""
+
+    def __init__(self, l2: float = 1.0) -> None:
+        self.l2 = l2
+        self.model = None
+
+    def fit(self, c: Candidates, y: np.ndarray) -> "Ranker":
+        from sklearn.linear_model import LogisticRegression
+
+        self.mean, self.std = c.features.mean(0), c.features.std(0) + 1e-9
+        if y.min() == y.max():
+            self.model = None
+            return self
+        self.model = LogisticRegression(C=1.0 / self.l2, max_iter=1000, class_weight="balanced")
+        self.model.fit((c.features - self.mean) / self.std, y)
+        return self
+
+    def weights(self, names: list[str]) -> dict[str, float]:
+        if self.model is None:
+            return {}
+        return {n: round(float(w), 4) for n, w in zip(names, self.model.coef_[0])}
+
+    def score(self, c: Candidates) -> np.ndarray:
+        if self.model is None:
+            return c.features[:, 0]
+        return self.model.decision_function((c.features - self.mean) / self.std)
+
+
+def top_k(c: Candidates, scores: np.ndarray, n_rows: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Best ``k`` candidates per user as ``(n_rows, k)`` ids and scores, padded -1 / -inf;
+    ties broken by the lower item id."""
+    order = np.lexsort((c.item, -scores, c.row))
+    rows, items, sc = c.row[order], c.item[order], scores[order]
+    starts = np.searchsorted(rows, np.arange(n_rows))
+    pos = np.arange(len(rows)) - starts[rows]
+    keep = pos < k
+    ids = np.full((n_rows, k), -1, dtype=np.int64)
+    out = np.full((n_rows, k), -np.inf)
+    ids[rows[keep], pos[keep]] = items[keep]
+    out[rows[keep], pos[keep]] = sc[keep]
+    return ids, out

@@ -1,0 +1,69 @@
+"""The candidate merge and the learned ranker (models/ranking.py) on hand-made candidates."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from models.ranking import Ranker, labels, merge, top_k
+
+NEG = -np.inf
+
+
+def two_sources():
+    # user 0: source a proposes 3, 1; source b proposes 1, 2. user 1: a proposes 0, b nothing
+    a = (np.array([[3, 1], [0, -1]]), np.array([[0.9, 0.5], [0.7, NEG]]))
+    b = (np.array([[1, 2], [-1, -1]]), np.array([[2.0, 1.0], [NEG, NEG]]))
+    return {"a": a, "b": b}
+
+
+def test_merge_is_a_union_with_per_source_columns_and_item_features():
+    c = merge(two_sources(), {"pop": np.array([10.0, 11.0, 12.0, 13.0])})
+    got = {(int(r), int(i)): f.tolist() for r, i, f in zip(c.row, c.item, c.features)}
+    assert c.names == ["a_score", "a_rr", "b_score", "b_rr", "pop"]
+    assert got == {
+        (0, 1): [0.5, 0.5, 2.0, 1.0, 11.0],  # proposed by both
+        (0, 2): [0.0, 0.0, 1.0, 0.5, 12.0],
+        (0, 3): [0.9, 1.0, 0.0, 0.0, 13.0],
+        (1, 0): [0.7, 1.0, 0.0, 0.0, 10.0],
+    }
+
+
+def test_labels_follow_the_users_held_out_items():
+    c = merge(two_sources(), {})
+    truth = sp.csr_matrix(np.array([[0, 0, 1, 0], [1, 0, 0, 0]]))
+    got = {(int(r), int(i)): int(y) for r, i, y in zip(c.row, c.item, labels(c, truth))}
+    assert got == {(0, 1): 0, (0, 2): 1, (0, 3): 0, (1, 0): 1}
+
+
+def test_ranker_learns_which_feature_predicts_the_label():
+    rng = np.random.default_rng(0)
+    n_users, depth = 200, 10
+    # source "good" ranks the held-out item first; source "noise" is random
+    truth_items = rng.integers(0, 50, n_users)
+    good = np.stack([np.concatenate([[t], rng.choice(np.setdiff1d(np.arange(50), [t]), depth - 1, replace=False)])
+                     for t in truth_items])
+    noise = np.stack([rng.permutation(50)[:depth] for _ in range(n_users)])
+    sources = {"noise": (noise, rng.random((n_users, depth))),
+               "good": (good, np.tile(np.linspace(1, 0.1, depth), (n_users, 1)))}
+    c = merge(sources, {})
+    truth = sp.csr_matrix((np.ones(n_users), (np.arange(n_users), truth_items)), shape=(n_users, 50))
+    ranker = Ranker().fit(c, labels(c, truth))
+    w = ranker.weights(c.names)
+    assert w["good_rr"] > abs(w["noise_score"]) and w["good_rr"] > abs(w["noise_rr"])
+    ids, _ = top_k(c, ranker.score(c), n_users, 1)
+    assert (ids[:, 0] == truth_items).mean() > 0.95
+
+
+def test_ranker_without_both_classes_falls_back_to_the_first_column():
+    c = merge(two_sources(), {})
+    r = Ranker().fit(c, np.zeros(len(c.row), dtype=np.int8))
+    assert r.weights(c.names) == {} and np.array_equal(r.score(c), c.features[:, 0])
+
+
+def test_top_k_orders_per_user_breaks_ties_by_item_and_pads():
+    c = merge(two_sources(), {})
+    scores = np.array([1.0, 1.0, 3.0, 0.2])  # rows in (user, item) order: (0,1) (0,2) (0,3) (1,0)
+    ids, sc = top_k(c, scores, n_rows=3, k=3)
+    assert ids.tolist() == [[3, 1, 2], [0, -1, -1], [-1, -1, -1]]
+    assert sc[0].tolist() == [3.0, 1.0, 1.0] and np.isneginf(sc[2]).all()
