@@ -20,6 +20,7 @@ import hashlib
 import itertools
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -164,13 +165,15 @@ def text_vectors(texts: list[str], cache: Path) -> np.ndarray:
 class Nightrecs:
     """nightrecs the way it runs nightly. At each cutoff: warm-start the two-tower model
     from the previous cutoff's weights and train it on the events before the validation
-    window (the last ``valid_days``), early-stopping on that window; learn the ranker's
-    weights on the same window (candidates from the events before it, labels from it);
+    window (the last ``valid_days``), early-stopping on that window; add that window's
+    candidates (from the events before it, with the model as it was) and labels to the
+    ranker's pool of the last ``RANKER_WINDOWS`` windows and learn its weights on the pool;
     then merge candidates at the cutoff (the model's nearest items, co-occurrence with the
     user's items, recent popularity) and rank them."""
 
     DEPTH = 100  # candidates per source
     RECENT_DAYS = 90
+    RANKER_WINDOWS = 8
 
     def __init__(self, data: Interactions, text: np.ndarray, model: ModelConfig, train: TrainConfig,
                  warm_epochs: int, valid_days: int, retrain_every: int) -> None:
@@ -178,7 +181,8 @@ class Nightrecs:
         self.first, self.warm = train, replace(train, epochs=warm_epochs)
         self.valid_days, self.retrain_every = valid_days, retrain_every
         self.rec: Recommender | None = None
-        self.ranker = Ranker()
+        self.ranker = Ranker(l2=10.0)
+        self.pool: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=self.RANKER_WINDOWS)
         self.calls = 0
         self.weights: list[dict] = []
 
@@ -220,18 +224,19 @@ class Nightrecs:
             valid_users = np.flatnonzero(np.diff(valid[1].indptr) > 0)
             if len(valid_users):
                 c = self._candidates(train, valid_users, split)
-                self.ranker.fit(c, labels(c, valid[1][valid_users]))
+                self.pool.append((c.features, labels(c, valid[1][valid_users])))
+                self.ranker.fit(np.concatenate([f for f, _ in self.pool]), np.concatenate([y for _, y in self.pool]))
                 self.weights.append(self.ranker.weights(c.names))
                 log.info("ranker weights at %s: %s", cut.date, self.weights[-1])
         self.calls += 1
         c = self._candidates(seqs, users, cut.date)
-        return rank_top_k(c, self.ranker.score(c), len(users), K)[0]
+        return rank_top_k(c, self.ranker.score(c.features), len(users), K)[0]
 
 
 GRIDS: dict[str, tuple[Callable[..., Method], dict[str, list]]] = {
     "recent_popularity": (recent_popularity, {"days": [7, 30, 90, 365]}),
     "co_occurrence": (co_occurrence, {"alpha": [0.0, 0.5, 1.0]}),
-    "ease": (ease, {"l2": [50.0, 200.0, 500.0, 1000.0]}),
+    "ease": (ease, {"l2": [200.0, 1000.0, 3000.0, 10000.0]}),
     "als": (als, {"factors": [32, 128], "regularization": [0.01, 0.1], "alpha": [2.0, 10.0, 40.0]}),
 }
 
@@ -268,10 +273,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--step-days", type=int, default=14)
     p.add_argument("--horizon-days", type=int, default=14)
     p.add_argument("--methods", default="popularity,recent_popularity,co_occurrence,ease,als,nightrecs")
-    p.add_argument("--valid-days", type=int, default=60, help="nightrecs' early-stopping window")
-    p.add_argument("--retrain-every", type=int, default=1, help="nightrecs trains at every Nth cutoff")
-    p.add_argument("--epochs", type=int, default=40, help="nightrecs' first training (then warm starts)")
-    p.add_argument("--warm-epochs", type=int, default=5)
+    p.add_argument("--valid-days", type=int, default=180, help="nightrecs' early-stopping window")
+    p.add_argument("--retrain-every", type=int, default=4, help="nightrecs trains at every Nth cutoff")
+    p.add_argument("--epochs", type=int, default=10, help="nightrecs' first training (then warm starts)")
+    p.add_argument("--warm-epochs", type=int, default=3)
     p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "nightrecs")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

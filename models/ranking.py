@@ -66,15 +66,17 @@ class Ranker:
         self.l2 = l2
         self.model = None
 
-    def fit(self, c: Candidates, y: np.ndarray) -> "Ranker":
+    def fit(self, features: np.ndarray, y: np.ndarray) -> "Ranker":
+        """``features``: candidate rows (``Candidates.features``, possibly several windows'
+        stacked), ``y``: their labels."""
         from sklearn.linear_model import LogisticRegression
 
-        self.mean, self.std = c.features.mean(0), c.features.std(0) + 1e-9
-        if y.min() == y.max():
+        self.mean, self.std = features.mean(0), features.std(0) + 1e-9
+        if not len(y) or y.min() == y.max():
             self.model = None
             return self
         self.model = LogisticRegression(C=1.0 / self.l2, max_iter=1000, class_weight="balanced")
-        self.model.fit((c.features - self.mean) / self.std, y)
+        self.model.fit((features - self.mean) / self.std, y)
         return self
 
     def weights(self, names: list[str]) -> dict[str, float]:
@@ -82,10 +84,10 @@ class Ranker:
             return {}
         return {n: round(float(w), 4) for n, w in zip(names, self.model.coef_[0])}
 
-    def score(self, c: Candidates) -> np.ndarray:
+    def score(self, features: np.ndarray) -> np.ndarray:
         if self.model is None:
-            return c.features[:, 0]
-        return self.model.decision_function((c.features - self.mean) / self.std)
+            return features[:, 0]
+        return self.model.decision_function((features - self.mean) / self.std)
 
 
 def top_k(c: Candidates, scores: np.ndarray, n_rows: int, k: int) -> tuple[np.ndarray, np.ndarray]:

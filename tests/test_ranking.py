@@ -48,17 +48,17 @@ def test_ranker_learns_which_feature_predicts_the_label():
                "good": (good, np.tile(np.linspace(1, 0.1, depth), (n_users, 1)))}
     c = merge(sources, {})
     truth = sp.csr_matrix((np.ones(n_users), (np.arange(n_users), truth_items)), shape=(n_users, 50))
-    ranker = Ranker().fit(c, labels(c, truth))
+    ranker = Ranker().fit(c.features, labels(c, truth))
     w = ranker.weights(c.names)
     assert w["good_rr"] > abs(w["noise_score"]) and w["good_rr"] > abs(w["noise_rr"])
-    ids, _ = top_k(c, ranker.score(c), n_users, 1)
+    ids, _ = top_k(c, ranker.score(c.features), n_users, 1)
     assert (ids[:, 0] == truth_items).mean() > 0.95
 
 
 def test_ranker_without_both_classes_falls_back_to_the_first_column():
     c = merge(two_sources(), {})
-    r = Ranker().fit(c, np.zeros(len(c.row), dtype=np.int8))
-    assert r.weights(c.names) == {} and np.array_equal(r.score(c), c.features[:, 0])
+    r = Ranker().fit(c.features, np.zeros(len(c.row), dtype=np.int8))
+    assert r.weights(c.names) == {} and np.array_equal(r.score(c.features), c.features[:, 0])
 
 
 def test_top_k_orders_per_user_breaks_ties_by_item_and_pads():
