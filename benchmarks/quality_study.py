@@ -30,7 +30,7 @@ import pandas as pd
 import scipy.sparse as sp
 from tqdm import tqdm
 
-from models.baselines import ALS, EASE, CoOccurrence, Popularity, top_n
+from models.baselines import ALS, EASE, CoOccurrence, Popularity
 from models.evaluation import paired_bootstrap, per_user
 from models.ranking import Candidates, Ranker, labels, merge
 from models.ranking import top_k as rank_top_k
@@ -152,6 +152,11 @@ def als(factors: int, regularization: float, alpha: float) -> Method:
     return method
 
 
+def _log_counts(m: sp.csr_matrix) -> np.ndarray:
+    """log(1 + interactions) per item."""
+    return np.log1p(np.asarray(m.sum(0)).ravel())
+
+
 def text_vectors(texts: list[str], cache: Path) -> np.ndarray:
     """all-MiniLM-L6-v2 vectors of the item texts, computed once and cached (light mode)."""
     key = hashlib.sha256("\n".join([default_base_model(), *texts]).encode()).hexdigest()[:16]
@@ -184,7 +189,6 @@ class Nightrecs:
         self.ranker = Ranker(l2=10.0)
         self.pool: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=self.RANKER_WINDOWS)
         self.calls = 0
-        self.weights: list[dict] = []
 
     def _between(self, start: np.datetime64 | None, end: np.datetime64) -> sp.csr_matrix:
         d = self.data
@@ -197,14 +201,13 @@ class Nightrecs:
         recent = self._between(when - np.timedelta64(self.RECENT_DAYS, "D"), when)
         last14 = self._between(when - np.timedelta64(14, "D"), when)
         now = int(when.astype("datetime64[s]").astype("int64"))
-        scores = self.rec.user_vectors(seqs, users, now) @ self.rec.item_vectors().T
         sources = {
-            "model": top_n(scores, self.DEPTH, seen[users]),
+            "model": self.rec.recommend(seqs, users, now, self.DEPTH, seen[users]),
             "co": CoOccurrence(0.0).fit(seen).recommend(users, seen, self.DEPTH),
             "recent": Popularity().fit(recent).recommend(users, seen, self.DEPTH),
         }
-        counts = lambda m: np.log1p(np.asarray(m.sum(0)).ravel())  # noqa: E731
-        return merge(sources, {"pop": counts(seen), "pop_recent": counts(recent), "pop_14d": counts(last14)})
+        return merge(sources, {"pop": _log_counts(seen), "pop_recent": _log_counts(recent),
+                               "pop_14d": _log_counts(last14)})
 
     def _sequences(self, end: np.datetime64) -> Sequences:
         d, keep = self.data, self.data.ts < end
@@ -226,8 +229,7 @@ class Nightrecs:
                 c = self._candidates(train, valid_users, split)
                 self.pool.append((c.features, labels(c, valid[1][valid_users])))
                 self.ranker.fit(np.concatenate([f for f, _ in self.pool]), np.concatenate([y for _, y in self.pool]))
-                self.weights.append(self.ranker.weights(c.names))
-                log.info("ranker weights at %s: %s", cut.date, self.weights[-1])
+                log.info("ranker weights at %s: %s", cut.date, self.ranker.weights(c.names))
         self.calls += 1
         c = self._candidates(seqs, users, cut.date)
         return rank_top_k(c, self.ranker.score(c.features), len(users), K)[0]

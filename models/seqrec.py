@@ -253,8 +253,8 @@ def query_batch(seqs: Sequences, users: Sequence[int], now: int, max_len: int) -
 
 
 class Recommender:
-    """``fit`` / ``recommend`` over a :class:`TwoTower`, for the light (cached text vectors)
-    and full (fine-tuned encoder) modes."""
+    """``fit`` / ``recommend`` (and the vectors behind it, for FAISS) over a
+    :class:`TwoTower`, in light (cached text vectors) or full (fine-tuned encoder) mode."""
 
     def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, text: np.ndarray,
                  encoder: nn.Module | None = None):
@@ -301,6 +301,12 @@ class Recommender:
                 b = query_batch(seqs, users[s:s + batch_size], now, self.cfg.max_len)
                 out.append(self._hidden(b, device)[:, -1].float().cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, self.cfg.dim), np.float32)
+
+    def recommend(self, seqs: Sequences, users: Sequence[int], now: int, n: int,
+                  seen: sp.csr_matrix | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``n`` items per user by exact inner product, ``seen`` rows excluded; the
+        baselines' ``(ids, scores)`` shape."""
+        return top_n(self.user_vectors(seqs, users, now) @ self.item_vectors().T, n, seen)
 
     def _hidden(self, b: Batch, device: torch.device) -> torch.Tensor:
         items = b.items.to(device)
@@ -398,12 +404,11 @@ class Recommender:
         users = np.flatnonzero(np.diff(truth.indptr) > 0)
         if not len(users):
             return float("nan")
-        scores = self.user_vectors(seqs, users.tolist(), now) @ self.item_vectors().T
         seen = sp.csr_matrix((np.ones(sum(len(seqs.items[u]) for u in users)),
                               (np.repeat(np.arange(len(users)), [len(seqs.items[u]) for u in users]),
                                np.concatenate([seqs.items[u] for u in users]))),
                              shape=(len(users), self.cfg.n_items))
-        ids, _ = top_n(scores, self.tcfg.eval_k, seen)
+        ids, _ = self.recommend(seqs, users.tolist(), now, self.tcfg.eval_k, seen)
         return float(np.nanmean(per_user(ids, truth[users])["recall"]))
 
     # ------------------------------------------------------------------ checkpoints

@@ -146,3 +146,21 @@ def test_save_and_warm_start(tmp_path):
     assert np.allclose(warm.item_vectors(), rec.item_vectors())
     with pytest.raises(FileNotFoundError):
         warm.load_weights(tmp_path / "missing")
+
+
+def test_full_mode_fine_tunes_the_text_encoder(tiny_model):
+    from models.seqrec import TextEncoder
+    from models.two_tower import TextTower
+
+    tower = TextTower(tiny_model)
+    texts = [f"item {i} of shelf {i % 6}" for i in range(N_ITEMS)]
+    before = {k: v.clone() for k, v in tower.encoder.state_dict().items()}
+    model_cfg, train_cfg = small(epochs=1)
+    model_cfg.text_dim = 32  # the tiny BERT's width
+    rec = Recommender(model_cfg, train_cfg, np.zeros((N_ITEMS, 32), np.float32), encoder=TextEncoder(tower, texts))
+    stats = rec.fit(successor_shop())
+    assert stats["epochs"] == 1
+    changed = [k for k, v in tower.encoder.state_dict().items() if not torch.equal(v, before[k])]
+    assert changed  # the encoder's weights were trained, not only the heads
+    ids, scores = rec.recommend(successor_shop(), [0, 1], T0 + 10**6, 5)
+    assert ids.shape == (2, 5) and np.isfinite(scores).all()
