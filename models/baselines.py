@@ -21,7 +21,14 @@ def top_n(scores: np.ndarray, n: int, seen: sp.csr_matrix | None = None) -> tupl
         rows, cols = sp.csr_matrix(seen).nonzero()
         scores[rows, cols] = -np.inf
     n_eff = min(n, scores.shape[1])
-    part = np.argpartition(-scores, n_eff - 1, axis=1)[:, :n_eff]
+    # the n-th best value per row; everything above it is in, and of the items tied with
+    # it, the lowest indices fill the remaining places (argpartition alone picks any)
+    kth = -np.partition(-scores, n_eff - 1, axis=1)[:, n_eff - 1:n_eff]
+    above = scores > kth
+    tied = scores == kth
+    room = n_eff - above.sum(1, keepdims=True)
+    chosen = above | (tied & (np.cumsum(tied, axis=1) <= room))
+    part = np.nonzero(chosen)[1].reshape(len(scores), n_eff)
     part_scores = np.take_along_axis(scores, part, 1)
     order = np.lexsort((part, -part_scores), axis=1)
     ids = np.take_along_axis(part, order, 1)

@@ -23,6 +23,11 @@ def test_top_n_excludes_seen_breaks_ties_and_pads():
     assert ids.tolist() == [[0, 2, 1]] and scores.tolist() == [[3.0, 3.0, 1.0]]
     ids, scores = top_n(np.array([[1.0, -np.inf]]), 3)
     assert ids.tolist() == [[0, -1, -1]] and np.isneginf(scores[0, 1:]).all()
+    # ties at the cut: the lowest indices win, however many items are tied
+    many = np.zeros((2, 500))
+    many[0, 300] = many[1, 7] = 2.0
+    ids, _ = top_n(many, 4)
+    assert ids.tolist() == [[300, 0, 1, 2], [7, 0, 1, 2]]
 
 
 def test_popularity_is_global_and_skips_what_the_user_has():
