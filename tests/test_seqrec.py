@@ -164,3 +164,15 @@ def test_full_mode_fine_tunes_the_text_encoder(tiny_model):
     assert changed  # the encoder's weights were trained, not only the heads
     ids, scores = rec.recommend(successor_shop(), [0, 1], T0 + 10**6, 5)
     assert ids.shape == (2, 5) and np.isfinite(scores).all()
+
+
+def test_user_features_reach_the_user_vector():
+    seqs = successor_shop()
+    model_cfg, train_cfg = small(epochs=1)
+    model_cfg.user_features = 3
+    seqs.features = np.zeros((N_USERS, 3), np.float32)
+    rec = Recommender(model_cfg, train_cfg, text())
+    rec.fit(seqs)
+    same = rec.user_vectors(seqs, [0], T0 + 60)
+    seqs.features[0] = [1.0, -2.0, 0.5]
+    assert not np.allclose(rec.user_vectors(seqs, [0], T0 + 60), same)
