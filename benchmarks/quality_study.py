@@ -83,14 +83,19 @@ class Cutoff:
 
     def window(self, days: int) -> sp.csr_matrix:
         """Interactions in the last ``days`` days before the date (recent popularity)."""
-        keep = self.before & (self.data.ts >= self.date - np.timedelta64(days, "D"))
-        return _csr(self.data.user[keep], self.data.item[keep], self.data)
+        return between(self.data, self.date - np.timedelta64(days, "D"), self.date)
 
 
 def _csr(users: np.ndarray, items: np.ndarray, data: Interactions) -> sp.csr_matrix:
     m = sp.csr_matrix((np.ones(len(users)), (users, items)), shape=(data.n_users, data.n_items))
     m.data[:] = 1.0
     return m
+
+
+def between(data: Interactions, start: np.datetime64 | None, end: np.datetime64) -> sp.csr_matrix:
+    """Users x items, 1 where touched in ``[start, end)`` (``start`` None: since the beginning)."""
+    keep = data.ts < end if start is None else (data.ts >= start) & (data.ts < end)
+    return _csr(data.user[keep], data.item[keep], data)
 
 
 def cutoff_at(data: Interactions, date: np.datetime64, horizon_days: int) -> Cutoff:
@@ -190,16 +195,11 @@ class Nightrecs:
         self.pool: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=self.RANKER_WINDOWS)
         self.calls = 0
 
-    def _between(self, start: np.datetime64 | None, end: np.datetime64) -> sp.csr_matrix:
-        d = self.data
-        keep = d.ts < end if start is None else (d.ts >= start) & (d.ts < end)
-        return _csr(d.user[keep], d.item[keep], d)
-
     def _candidates(self, seqs: Sequences, users: np.ndarray, when: np.datetime64) -> Candidates:
         """Every source's candidates for ``users`` from the interactions before ``when``."""
-        seen = self._between(None, when)
-        recent = self._between(when - np.timedelta64(self.RECENT_DAYS, "D"), when)
-        last14 = self._between(when - np.timedelta64(14, "D"), when)
+        seen = between(self.data, None, when)
+        recent = between(self.data, when - np.timedelta64(self.RECENT_DAYS, "D"), when)
+        last14 = between(self.data, when - np.timedelta64(14, "D"), when)
         now = int(when.astype("datetime64[s]").astype("int64"))
         sources = {
             "model": self.rec.recommend(seqs, users, now, self.DEPTH, seen[users]),
