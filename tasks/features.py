@@ -27,12 +27,15 @@ def unknown_items(date: str) -> str:
 
 def days_to_clean(root: Root, run_date: str) -> tuple[dict[str, str], list[str]]:
     """(clean marker due for every validated day before the run date, the days whose
-    marker differs: never cleaned, re-ingested since, or cleaned by an older clean format)."""
+    marker differs: never cleaned, re-ingested with other rows since, or cleaned by an
+    older clean format). A marker names the day's content (its rows' digest), not its
+    files, so a day re-delivered with the same rows is not cleaned again."""
     records = {}
     for key in root.list(layout.validated_events()):
         day = layout.event_partition_date(key)
         if day and day < run_date and key == layout.ingest_record(day):
-            records[day] = json.dumps({"ingest": json.loads(root.read_text(key)),
+            ingest = json.loads(root.read_text(key))
+            records[day] = json.dumps({"rows": ingest["rows"], "sha256": ingest.get("sha256"),
                                        "clean_version": job.CLEAN_VERSION}, sort_keys=True)
     todo = []
     for day, record in sorted(records.items()):

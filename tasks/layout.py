@@ -31,7 +31,7 @@ def validated_events(day: str = "") -> str:
 
 
 def ingest_record(day: str) -> str:
-    """Which raw files a validated day came from, and its row count."""
+    """Which raw files a validated day came from, its row count and its rows' digest."""
     return f"{validated_events(day)}/_source.json"
 
 
@@ -41,8 +41,8 @@ def clean(table: str = "") -> str:
 
 
 def clean_marker(day: str) -> str:
-    """Written after a day is cleaned: its ingest record (``_source.json``) and the clean
-    format version."""
+    """Written after a day is cleaned: the content it was cleaned from (row count and
+    digest from its ingest record) and the clean format version."""
     return f"clean/_days/{day}.json"
 
 

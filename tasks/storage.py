@@ -25,6 +25,14 @@ import pyarrow.parquet as pq
 log = logging.getLogger(__name__)
 
 
+def parquet_bytes(data: pd.DataFrame | pa.Table) -> bytes:
+    """One Parquet file's bytes; timestamps in microseconds (what Spark reads)."""
+    buf = io.BytesIO()
+    table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
+    pq.write_table(table, buf, coerce_timestamps="us", allow_truncated_timestamps=True)
+    return buf.getvalue()
+
+
 class Root(ABC):
     """A data root; keys are '/'-separated paths relative to it."""
 
@@ -89,10 +97,7 @@ class Root(ABC):
 
     def write_parquet(self, key: str, data: pd.DataFrame | pa.Table) -> None:
         """Write one Parquet file; timestamps in microseconds (what Spark reads)."""
-        buf = io.BytesIO()
-        table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
-        pq.write_table(table, buf, coerce_timestamps="us", allow_truncated_timestamps=True)
-        self.write_bytes(key, buf.getvalue())
+        self.write_bytes(key, parquet_bytes(data))
 
 
 class LocalRoot(Root):

@@ -10,6 +10,7 @@ to ``validated/`` unless the whole gate passes, and downstream steps read only
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -28,7 +29,7 @@ from expectations.raw import (CONTRACT, RawRules, catalog_suite, contract_schema
 from tasks import layout
 from tasks.layout import RunConfig
 from tasks.reports import gate
-from tasks.storage import Root, open_root
+from tasks.storage import Root, open_root, parquet_bytes
 
 log = logging.getLogger(__name__)
 
@@ -266,14 +267,22 @@ def _typed(df: pd.DataFrame, table: str) -> pa.Table:
 
 def _stage_events(root: Root, incoming: str, days: dict[str, dict[str, str]],
                   events: pd.DataFrame) -> dict[str, int]:
-    """Write each day's good rows (and its source files' fingerprint) under ``incoming``."""
+    """Write each day's good rows under ``incoming``, with an ingest record: the source
+    files' fingerprint, the row count and the SHA-256 of the written rows.
+
+    Rows are written in one canonical order (sorted by every column), so the digest
+    depends only on which rows a day holds: a day re-delivered with the same rows, in any
+    file layout or order, is not cleaned again and its features are kept."""
     by_day = dict(tuple(events.groupby(events["_file"].map(layout.event_partition_date)))) \
         if len(events) else {}
+    columns = contract_schema("events").names
     counts = {}
     for day, fingerprint in days.items():
         part = by_day.get(day, events.iloc[:0])
-        root.write_parquet(f"{incoming}/dt={day}/part-00000.parquet", _typed(part, "events"))
-        root.write_text(f"{incoming}/dt={day}/_source.json",
-                        json.dumps({"files": fingerprint, "rows": len(part)}))
+        part = part.sort_values(columns, na_position="first", kind="stable", ignore_index=True)
+        data = parquet_bytes(_typed(part, "events"))
+        root.write_bytes(f"{incoming}/dt={day}/part-00000.parquet", data)
+        root.write_text(f"{incoming}/dt={day}/_source.json", json.dumps(
+            {"files": fingerprint, "rows": len(part), "sha256": hashlib.sha256(data).hexdigest()}))
         counts[day] = len(part)
     return counts

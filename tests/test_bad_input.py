@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -319,9 +320,11 @@ def test_second_run_ingests_only_changed_days(shop):
 
 
 def test_rerun_cleans_only_changed_days_and_repeats_its_features(shop, monkeypatch):
-    """Run twice: nothing is cleaned again and the features repeat. Change one raw day:
-    only that day is re-ingested and re-cleaned, other days' files are untouched. A new
-    clean format cleans every day again."""
+    """Run twice: nothing is cleaned again and the features repeat. Re-deliver one raw day
+    with the same rows in another order: it is re-ingested (new file) but not cleaned
+    again, and the features are kept. Change that day's rows: only that day is cleaned
+    again, other days' files are untouched, and the features equal a build from scratch.
+    A new clean format cleans every day again."""
     from spark_jobs import features as job
 
     cfg = RunConfig(root=str(shop), date=SHOP_DATE)
@@ -331,26 +334,41 @@ def test_rerun_cleans_only_changed_days_and_repeats_its_features(shop, monkeypat
     tables = {"histories": ["user_id"], "item_features": ["item_id"], "user_features": ["user_id"],
               "co_occurrence": ["item_id", "other_id"], "item_popularity": ["item_id"]}
 
-    def snapshot():
-        return {t: pd.read_parquet(shop / f"features/{SHOP_DATE}/{t}").sort_values(k, ignore_index=True)
+    def snapshot(root: Path = shop):
+        return {t: pd.read_parquet(root / f"features/{SHOP_DATE}/{t}").sort_values(k, ignore_index=True)
                 for t, k in tables.items()}
 
     def files():
         return {p: p.stat().st_mtime_ns for p in (shop / "clean").rglob("*.parquet")}
 
-    before, clean_files = snapshot(), files()
+    def features_stamp():
+        return (shop / f"features/{SHOP_DATE}/_inputs.json").stat().st_mtime_ns
+
+    before, clean_files, stamp = snapshot(), files(), features_stamp()
     again = run_step("build_features", cfg)
     assert again["cleaned_days"] == [] and again["up_to_date"] and again["counts"] == first["counts"]
     rewrite(shop / EVENTS_FILE, lambda df: df.iloc[::-1])  # same rows, new file
     assert validate_raw(cfg)["ingested_days"] == ["2026-03-05"]
+    redelivered = run_step("build_features", cfg)
+    assert redelivered["cleaned_days"] == [] and redelivered["up_to_date"]
+    assert files() == clean_files and features_stamp() == stamp
+
+    rewrite(shop / EVENTS_FILE, lambda df: df.iloc[:-3])  # rows changed
+    assert validate_raw(cfg)["ingested_days"] == ["2026-03-05"]
     changed = run_step("build_features", cfg)
     assert changed["cleaned_days"] == ["2026-03-05"] and not changed["up_to_date"]
+    assert changed["cleaned"]["events"] < first["cleaned"]["events"]
     after_files = files()
     untouched = {p: t for p, t in clean_files.items() if "dt=2026-03-05" not in str(p)}
     assert untouched and all(after_files.get(p) == t for p, t in untouched.items())
     assert all(t not in clean_files.values() for p, t in after_files.items() if "dt=2026-03-05" in str(p))
-    after = snapshot()
+    scratch = shop.parent / "scratch"
+    shutil.copytree(shop / "raw", scratch / "raw")
+    run_step("validate_raw", RunConfig(root=str(scratch), date=SHOP_DATE))
+    run_step("build_features", RunConfig(root=str(scratch), date=SHOP_DATE))
+    after, fresh = snapshot(), snapshot(scratch)
+    assert not before["user_features"].equals(after["user_features"])
     for t in tables:
-        pd.testing.assert_frame_equal(before[t], after[t], check_exact=False)
+        pd.testing.assert_frame_equal(after[t], fresh[t], check_exact=False)
     monkeypatch.setattr(job, "CLEAN_VERSION", job.CLEAN_VERSION + 1)
     assert len(run_step("build_features", cfg)["cleaned_days"]) == 8
