@@ -273,8 +273,8 @@ def _stage_events(root: Root, incoming: str, days: dict[str, dict[str, str]],
     Rows are written in one canonical order (sorted by every column), so the digest
     depends only on which rows a day holds: a day re-delivered with the same rows, in any
     file layout or order, is not cleaned again and its features are kept."""
-    by_day = dict(tuple(events.groupby(events["_file"].map(layout.event_partition_date)))) \
-        if len(events) else {}
+    day_of = {f: layout.event_partition_date(f) for f in events["_file"].unique()}  # per file, not per row
+    by_day = dict(tuple(events.groupby(events["_file"].map(day_of)))) if len(events) else {}
     columns = contract_schema("events").names
     counts = {}
     for day, fingerprint in days.items():
