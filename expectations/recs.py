@@ -9,10 +9,10 @@ from expectations.core import new_suite
 
 
 def lists_suite() -> gx.ExpectationSuite:
-    """On the long list frame (user_id, rank, item_id, score) plus ``in_stock_item``: the
-    item exists in the catalog and is in stock (computed outside GX)."""
+    """On the long list frame (user_id, rank, item_id, score, reason) plus ``in_stock_item``:
+    the item exists in the catalog and is in stock (computed outside GX)."""
     suite = new_suite("recs_lists")
-    for col in ("user_id", "item_id", "rank", "score"):
+    for col in ("user_id", "item_id", "rank", "score", "reason"):
         suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=col))
     suite.add_expectation(gxe.ExpectCompoundColumnsToBeUnique(column_list=["user_id", "item_id"]))
     suite.add_expectation(gxe.ExpectCompoundColumnsToBeUnique(column_list=["user_id", "rank"]))

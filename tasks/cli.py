@@ -34,7 +34,11 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run every pipeline step in process, in DAG order")
     r.add_argument("--root", required=True)
     r.add_argument("--date", required=True, help="run date; uses events with dt < date")
-    r.add_argument("--top-n", type=int, default=20)
+    r.add_argument("--top-n", type=int, default=RunConfig.top_n)
+    r.add_argument("--max-per-category", type=int, default=RunConfig.max_per_category,
+                   help="at most this many items of one category per list (0 = no cap)")
+    r.add_argument("--new-item-quota", type=int, default=RunConfig.new_item_quota,
+                   help="list slots for new items (0 = none)")
     r.add_argument("--train-steps", type=int, default=RunConfig.train_steps)
     r.add_argument("--skip-training", action="store_true")
     r.add_argument("--base-model", help="local model folder (default: packaged all-MiniLM-L6-v2)")
@@ -82,6 +86,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from tasks.pipeline import run_pipeline
 
         cfg = RunConfig(root=args.root, date=args.date, top_n=args.top_n,
+                        max_per_category=args.max_per_category, new_item_quota=args.new_item_quota,
                         train_steps=args.train_steps, skip_training=args.skip_training,
                         base_model=args.base_model)
         results = run_pipeline(cfg)

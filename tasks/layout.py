@@ -98,6 +98,10 @@ class RunConfig:
     history_len: int = 6
     base_model: str | None = None  # a local model folder; None = the packaged all-MiniLM-L6-v2
     seed: int = 13
+    # business rules (see models/rules.py)
+    max_per_category: int = 5  # at most this many items of one category per list; 0 = no cap
+    new_item_quota: int = 1  # list slots for new items (exploration); 0 = none
+    new_item_days: int = 14  # an item is new until this many days after it was first seen
     # data-quality gates (see expectations/)
     max_bad_fraction: float = 0.01  # per table: quarantine more than this and the run fails
     first_event_date: str = "1990-01-01"
@@ -114,6 +118,9 @@ class RunConfig:
         object.__setattr__(self, "date", parse_date(self.date))
         if self.top_n < 1:
             raise ValueError(f"top_n must be >= 1, got {self.top_n}")
+        for name in ("max_per_category", "new_item_quota", "new_item_days"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.train_steps < 0:
             raise ValueError(f"train_steps must be >= 0, got {self.train_steps}")
         if not 0 <= self.max_bad_fraction <= 1:

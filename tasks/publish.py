@@ -42,7 +42,8 @@ def to_lines(recs: pd.DataFrame) -> dict[str, str]:
     recs = recs.sort_values(["user_id", "rank"])
     lines = {}
     for user, grp in recs.groupby("user_id", sort=True):
-        items = [{"item_id": i, "score": round(float(s), 6)} for i, s in zip(grp["item_id"], grp["score"])]
+        items = [{"item_id": i, "score": round(float(s), 6), "reason": r}
+                 for i, s, r in zip(grp["item_id"], grp["score"], grp["reason"])]
         lines[user] = json.dumps({"user_id": user, "items": items}, ensure_ascii=False)
     return lines
 

@@ -1,13 +1,16 @@
-"""Step 5: candidates from FAISS, business rules, popularity fallback, top-N per user."""
+"""Step 5: candidates from FAISS, popularity fallback and exploration, business rules and
+a reason per item, top-N per user."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 
 import numpy as np
 import pandas as pd
 
 from models.retrieval import build_index, top_k_excluding
+from models.rules import Rules, pick
 from tasks import layout
 from tasks.catalog import load_catalog, read_vectors
 from tasks.layout import RunConfig
@@ -24,30 +27,54 @@ def popularity_ranking(popularity: pd.DataFrame, candidates: pd.Series) -> tuple
     return order, (pop[order] / top).astype(np.float32)
 
 
-def fill_lists(users: list[str], retrieved: dict[str, list[tuple[int, float, str]]],
-               exclude: dict[str, set[int]], pop_order: np.ndarray, pop_scores: np.ndarray,
-               top_n: int) -> list[tuple[str, int, int, float, str]]:
-    """Each user's retrieved items, topped up from popularity (never an excluded or repeated
-    item) until ``top_n`` or the catalog runs out. Rows: (user, rank, candidate, score, source)."""
-    rows = []
+def new_items(cand: pd.DataFrame, item_features: pd.DataFrame, date: str, days: int) -> np.ndarray:
+    """Per candidate: new, i.e. nobody touched it yet or it was first seen in the last
+    ``days`` days before the run date."""
+    first = item_features.set_index("item_id")["first_seen"].reindex(cand["item_id"].to_numpy())
+    since = pd.Timestamp(date, tz="UTC") - pd.Timedelta(days=days)
+    first = pd.to_datetime(first, utc=True)
+    return (first.isna() | (first >= since)).to_numpy()
+
+
+def reason(source: str, category: str | None, similar_to: str | None) -> str:
+    """A short, human reason for one listed item."""
+    where = f" in {category}" if isinstance(category, str) and category else ""  # not None/NaN
+    if source == "retrieval":
+        return f"similar to {similar_to}" if similar_to else "picked for you"
+    if source == "new":
+        return f"new{where}" if where else "new arrival"
+    return f"popular{where}" if where else "popular now"
+
+
+def assemble_lists(users: list[str], retrieved: dict[str, tuple[np.ndarray, np.ndarray]],
+                   new_for: dict[str, np.ndarray], exclude: dict[str, set[int]],
+                   pop_order: np.ndarray, pop_scores: np.ndarray, new_order: np.ndarray,
+                   category: np.ndarray, rules: Rules) -> tuple[list[tuple], int]:
+    """Each user's list under the business rules: retrieved items first, then popularity
+    for what retrieval cannot fill; exploration slots from the user's own new items, then
+    the most popular new ones. Scores never rise down a list: a popular fill or an
+    exploration item scores at most the item above it. Rows: (user, rank, candidate,
+    score, source); also the number of lists whose category cap was relaxed."""
+    pop_score = dict(zip(pop_order.tolist(), pop_scores.tolist()))
+    rows, relaxed = [], 0
     for user in users:
-        picked = retrieved.get(user, [])[:top_n]
-        taken = {c for c, _, _ in picked} | exclude.get(user, set())
-        if len(picked) < top_n:
-            floor = min((s for _, s, _ in picked), default=1.0)
-            for c, s in zip(pop_order, pop_scores):
-                if c not in taken:
-                    # below every retrieved score, so the list stays sorted best first
-                    picked.append((int(c), float(min(s, floor)), "popular"))
-                    taken.add(c)
-                    if len(picked) == top_n:
-                        break
-        rows.extend((user, rank, c, s, src) for rank, (c, s, src) in enumerate(picked, 1))
-    return rows
+        r_ids, r_scores = retrieved.get(user, (np.empty(0, np.int64), np.empty(0, np.float32)))
+        got = dict(zip(r_ids.tolist(), r_scores.tolist()))
+        ranked = itertools.chain(r_ids.tolist(), pop_order.tolist())
+        new_ranked = itertools.chain(new_for.get(user, np.empty(0, np.int64)).tolist(), new_order.tolist())
+        items, explored, was_relaxed = pick(ranked, new_ranked, category, exclude.get(user, set()), rules)
+        relaxed += was_relaxed
+        floor = 1.0 if not got else max(got.values())
+        for rank, c in enumerate(items, 1):
+            source = "new" if c in explored else "retrieval" if c in got else "popular"
+            score = got.get(c, pop_score.get(c, 0.0)) if source != "new" else floor
+            floor = min(floor, score)
+            rows.append((user, rank, c, floor, source))
+    return rows, relaxed
 
 
 def retrieve(cfg: RunConfig) -> dict:
-    """Writes the candidate lists (long format) to ``staging/<date>/recs.parquet``."""
+    """Writes the lists (long format, with a reason per item) to ``staging/<date>/recs.parquet``."""
     root = open_root(cfg.root)
     catalog = load_catalog(root, cfg.date)
     cand = catalog[catalog["in_stock"]].reset_index(drop=True)  # rule: never out of stock
@@ -56,32 +83,70 @@ def retrieve(cfg: RunConfig) -> dict:
     row_of = {item: i for i, item in enumerate(item_ids)}
     vecs = item_vecs[[row_of[i] for i in cand["item_id"]]]
     user_ids, user_vecs = read_vectors(root, layout.embeddings(cfg.date, "users.parquet"), "user_id")
+    rules = Rules(cfg.top_n, cfg.max_per_category, cfg.new_item_quota)
 
     excl = root.read_parquet(layout.features(cfg.date, "exclusions"))  # rule: bought or rated
     exclude: dict[str, set[int]] = {}
     for user, item in excl.itertuples(index=False):
         if item in cand_index:
             exclude.setdefault(user, set()).add(cand_index[item])
+    user_excl = [exclude.get(u, set()) for u in user_ids]
 
-    index = build_index(vecs)
-    ids, scores = top_k_excluding(index, user_vecs, cfg.top_n,
-                                  [exclude.get(u, set()) for u in user_ids])
-    retrieved = {u: [(int(i), float(s), "retrieval") for i, s in zip(r_ids, r_sc) if i >= 0]
-                 for u, r_ids, r_sc in zip(user_ids, ids, scores)}
+    depth = cfg.top_n * (5 if cfg.max_per_category else 1)  # room for what the cap skips
+    ids, scores = top_k_excluding(build_index(vecs), user_vecs, depth, user_excl)
+    retrieved = {u: (r_ids[r_ids >= 0], r_sc[r_ids >= 0]) for u, r_ids, r_sc in zip(user_ids, ids, scores)}
+    features = root.read_parquet(layout.features(cfg.date, "item_features"), columns=["item_id", "first_seen"])
+    new = np.flatnonzero(new_items(cand, features, cfg.date, cfg.new_item_days))
+    new_for: dict[str, np.ndarray] = {}
+    if rules.new_item_quota and len(new):
+        pos = {c: k for k, c in enumerate(new)}
+        n_ids, _ = top_k_excluding(build_index(vecs[new]), user_vecs, rules.new_item_quota,
+                                   [{pos[c] for c in e if c in pos} for e in user_excl])
+        new_for = {u: new[r[r >= 0]] for u, r in zip(user_ids, n_ids)}
 
     all_users = root.read_parquet(layout.validated(cfg.date, "users"), columns=["user_id"])["user_id"]
     users = sorted(set(all_users) | set(user_ids))
     popularity = root.read_parquet(layout.features(cfg.date, "item_popularity"))
     pop_order, pop_scores = popularity_ranking(popularity, cand["item_id"])
-    rows = fill_lists(users, retrieved, exclude, pop_order, pop_scores, cfg.top_n)
+    category = pd.factorize(cand["category"])[0]  # -1 = no category
+    rows, relaxed = assemble_lists(users, retrieved, new_for, exclude, pop_order, pop_scores,
+                                   pop_order[np.isin(pop_order, new)], category, rules)
     recs = pd.DataFrame(rows, columns=["user_id", "rank", "cand", "score", "source"])
-    recs.insert(2, "item_id", cand["item_id"].to_numpy()[recs.pop("cand").to_numpy()])
+    cands = recs.pop("cand").to_numpy()
+    recs.insert(2, "item_id", cand["item_id"].to_numpy()[cands])
     recs["rank"] = recs["rank"].astype("int32")
     recs["score"] = recs["score"].astype("float32")
+    histories = root.read_parquet(layout.features(cfg.date, "histories"), columns=["user_id", "item_ids"])
+    recs["reason"] = reasons(recs, cands, cand["category"].tolist(), histories,
+                             dict(zip(catalog["item_id"], catalog["title"])), item_vecs, row_of, vecs,
+                             cfg.history_len)
     root.write_parquet(layout.staging(cfg.date), recs)
     by_source = recs["source"].value_counts().to_dict()
     cold = len(users) - len(retrieved)
-    log.info("lists for %d users (%d with no history), %d rows by source %s",
-             len(users), cold, len(recs), by_source)
+    log.info("lists for %d users (%d with no history), %d rows by source %s; category cap relaxed "
+             "in %d lists", len(users), cold, len(recs), by_source, relaxed)
     return {"staging": root.full(layout.staging(cfg.date)), "users": len(users),
-            "cold_users": cold, "rows": len(recs), "by_source": by_source}
+            "cold_users": cold, "rows": len(recs), "by_source": by_source, "cap_relaxed": relaxed}
+
+
+def reasons(recs: pd.DataFrame, cands: np.ndarray, categories: list[str | None], histories: pd.DataFrame,
+            titles: dict[str, str], item_vecs: np.ndarray, row_of: dict[str, int], vecs: np.ndarray,
+            history_len: int) -> list[str]:
+    """A reason per row: a retrieved item names the most similar of the user's
+    ``history_len`` most recent items (by the item vectors); popular and new items name
+    their category."""
+    recent = {u: [row_of[i] for i in ids[-history_len:] if i in row_of]
+              for u, ids in zip(histories["user_id"], histories["item_ids"])}
+    item_of = list(row_of)
+    source = recs["source"].to_numpy()
+    out = [""] * len(recs)
+    for user, rows in recs.groupby("user_id", sort=False).indices.items():
+        mine = recent.get(user, [])
+        similar: dict[int, str | None] = {}
+        retrieved = rows[source[rows] == "retrieval"]
+        if mine and len(retrieved):
+            best = (vecs[cands[retrieved]] @ item_vecs[mine].T).argmax(axis=1)
+            similar = {r: titles.get(item_of[mine[b]]) for r, b in zip(retrieved.tolist(), best.tolist())}
+        for r in rows.tolist():
+            out[r] = reason(source[r], categories[cands[r]], similar.get(r))
+    return out

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 
 from models.retrieval import build_index, top_k_excluding
-from tasks.retrieve import fill_lists, popularity_ranking
+from models.rules import Rules
+from tasks.retrieve import assemble_lists, new_items, popularity_ranking, reason
 
 
 def test_top_k_excluding_matches_brute_force():
@@ -35,13 +36,20 @@ def test_popularity_ranking_breaks_ties_by_id():
     assert list(order) == [2, 0, 1, 3] and scores[0] == 1.0 and scores[-1] == 0.0
 
 
-def test_fill_lists_tops_up_without_duplicates_or_exclusions():
-    pop_order, pop_scores = np.array([0, 1, 2, 3, 4]), np.array([1.0, .8, .6, .4, .2], dtype=np.float32)
-    retrieved = {"warm": [(3, 0.9, "retrieval"), (4, 0.5, "retrieval")]}
-    rows = fill_lists(["cold", "warm"], retrieved, {"warm": {0}, "cold": {1}}, pop_order, pop_scores, 4)
+def lists_of(rows) -> dict[str, list]:
     lists: dict[str, list] = {}
     for user, rank, item, score, source in rows:
         lists.setdefault(user, []).append((rank, item, score, source))
+    return lists
+
+
+def test_lists_top_up_without_duplicates_or_exclusions():
+    pop_order, pop_scores = np.array([0, 1, 2, 3, 4]), np.array([1.0, .8, .6, .4, .2], dtype=np.float32)
+    retrieved = {"warm": (np.array([3, 4]), np.array([0.9, 0.5], dtype=np.float32))}
+    rows, relaxed = assemble_lists(["cold", "warm"], retrieved, {}, {"warm": {0}, "cold": {1}}, pop_order,
+                                   pop_scores, np.array([], dtype=int), np.full(5, -1), Rules(top_n=4))
+    lists = lists_of(rows)
+    assert relaxed == 0
     assert [i for _, i, _, _ in lists["cold"]] == [0, 2, 3, 4]
     assert [i for _, i, _, _ in lists["warm"]] == [3, 4, 1, 2]
     assert [s for *_, s in lists["warm"]] == ["retrieval", "retrieval", "popular", "popular"]
@@ -49,3 +57,35 @@ def test_fill_lists_tops_up_without_duplicates_or_exclusions():
         scores = [s for _, _, s, _ in items]
         assert scores == sorted(scores, reverse=True)
         assert [r for r, *_ in items] == list(range(1, len(items) + 1))
+
+
+def test_lists_apply_the_cap_and_explore_new_items():
+    """Items 0-3 share a category; 5 is new. A cap of 2 pushes popular items of other
+    categories up; the exploration slot goes to the user's own new item first, the most
+    popular new one for a cold user; scores still never rise down a list."""
+    category = np.array([0, 0, 0, 0, 1, 1, 2])
+    pop_order, pop_scores = np.array([6, 5, 4, 0, 1, 2, 3]), np.linspace(1, .1, 7).astype(np.float32)
+    retrieved = {"warm": (np.array([0, 1, 2, 3]), np.array([.9, .8, .7, .6], dtype=np.float32))}
+    rows, _ = assemble_lists(["cold", "warm"], retrieved, {"warm": np.array([5])}, {}, pop_order, pop_scores,
+                             np.array([5]), category, Rules(top_n=4, max_per_category=2, new_item_quota=1))
+    lists = lists_of(rows)
+    warm = [(i, src) for _, i, _, src in lists["warm"]]
+    assert [i for i, _ in warm] == [0, 5, 1, 6] and dict(warm)[5] == "new" and dict(warm)[6] == "popular"
+    assert [i for _, i, _, _ in lists["cold"]] == [6, 5, 4, 0]
+    for items in lists.values():
+        scores = [s for _, _, s, _ in items]
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_new_items_are_untouched_or_recently_first_seen():
+    cand = pd.DataFrame({"item_id": ["a", "b", "c", "d"]})
+    feats = pd.DataFrame({"item_id": ["a", "b", "c"], "first_seen": pd.to_datetime(
+        ["2026-02-01", "2026-02-25", None], utc=True)})
+    assert list(new_items(cand, feats, "2026-03-01", 14)) == [False, True, True, True]
+
+
+def test_reasons_name_the_source():
+    assert reason("retrieval", "Books", "Dune") == "similar to Dune"
+    assert reason("retrieval", None, None) == "picked for you"
+    assert reason("popular", "Books", None) == "popular in Books"
+    assert reason("new", None, None) == "new arrival"
