@@ -46,7 +46,7 @@ demo: install
 	rm -rf $(DEMO_ROOT)/raw
 	$(BIN)/nightrecs demo-data --root $(DEMO_ROOT) --end-date $(DATE)
 	$(BIN)/airflow db migrate > /dev/null
-	$(BIN)/airflow dags test nightrecs_daily $(DATE) -c '{"root": "$(DEMO_ROOT)"}'
+	$(BIN)/airflow dags test nightrecs_daily $(DATE) -c '{"root": "$(DEMO_ROOT)", "segment_columns": "country,age_band"}'
 	@echo
 	@echo "Published lists: $(DEMO_ROOT)/recs (pointer: $(DEMO_ROOT)/recs/LATEST)"
 	@cat $(DEMO_ROOT)/recs/LATEST; echo

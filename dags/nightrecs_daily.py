@@ -43,6 +43,9 @@ DEFAULTS = RunConfig(root=".", date="2000-01-01")
                                   description="At most this many items of one category per list (0 = no cap)."),
         "new_item_quota": Param(DEFAULTS.new_item_quota, type="integer", minimum=0,
                                 description="List slots reserved for new items (exploration)."),
+        "segment_columns": Param(",".join(DEFAULTS.segment_columns), type="string",
+                                 description="Users-table columns for segment popularity (cold start), "
+                                             "comma-separated, first preferred; empty = global only."),
         "train_steps": Param(DEFAULTS.train_steps, type="integer", minimum=0,
                              description="Fine-tuning steps (0 keeps the base weights)."),
         "skip_training": Param(DEFAULTS.skip_training, type="boolean",
@@ -57,7 +60,8 @@ def nightrecs_daily():
         when = context.get("logical_date") or context["dag_run"].run_after
         cfg = RunConfig(root=p["root"], date=p["run_date"] or when.date().isoformat(),
                         top_n=p["top_n"], max_per_category=p["max_per_category"],
-                        new_item_quota=p["new_item_quota"], train_steps=p["train_steps"],
+                        new_item_quota=p["new_item_quota"], segment_columns=p["segment_columns"],
+                        train_steps=p["train_steps"],
                         skip_training=p["skip_training"],
                         base_model=os.environ.get("NIGHTRECS_BASE_MODEL") or None)
         return cfg.to_dict()

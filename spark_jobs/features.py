@@ -13,12 +13,14 @@ Every transformation is a pure function of DataFrames so it can be unit-tested o
 frames; :func:`clean_days` and :func:`build_features` only read, call them and write.
 
     spark-submit spark_jobs/features.py --validated DIR --clean DIR --catalog FILE \\
-        --out DIR --quarantine DIR --date YYYY-MM-DD [--days D1,D2,...]
+        --out DIR --quarantine DIR --date YYYY-MM-DD [--days D1,D2,...] \\
+        [--users FILE --segments country,age_band]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import time
 
@@ -41,6 +43,7 @@ CO_TOP_K = 20
 CO_USER_SPAN = 5  # in a user's day, each item pairs with the next 5 (linear, not all pairs)
 VALID_DAYS = 7
 HISTORY_MAX = 200
+SEGMENT_TOP_K = 200
 CLEAN_TABLES = ("events", "user_item_day", "co_day", "bots_day")
 CLEAN_VERSION = 1  # bump when the clean tables change: every day is cleaned again
 OPTIONAL_EVENT_COLUMNS = {"value": T.DoubleType(), "session_id": T.StringType(),
@@ -206,6 +209,27 @@ def item_popularity(uid: DataFrame, pairs: DataFrame, run_date: str) -> DataFram
     return per_item.join(users, "item_id").select("item_id", "score", "n_users", "n_events")
 
 
+def segment_popularity(uid: DataFrame, users: DataFrame | None, columns: tuple[str, ...], run_date: str,
+                       top_k: int = SEGMENT_TOP_K) -> DataFrame:
+    """Per users-table column and value (say country = DE): the ``top_k`` items by the
+    same decayed, event-weighted score as :func:`item_popularity`, among that segment's
+    users. Long table (segment, value, item_id, score, rank); the cold-start lists of a
+    user with that value start here."""
+    decay = F.pow(F.lit(0.5), _age_days(run_date) / F.lit(POPULARITY_HALF_LIFE_DAYS))
+    weighted = uid.select("user_id", "item_id", (F.col("weight_sum") * decay).alias("w"))
+    parts = []
+    for column in columns if users is not None else ():
+        seg = users.select("user_id", F.col(column).cast("string").alias("value")).where(F.col("value").isNotNull())
+        scores = (weighted.join(seg, "user_id").groupBy("value", "item_id").agg(F.sum("w").alias("score")))
+        rank = F.row_number().over(Window.partitionBy("value").orderBy(F.desc("score"), "item_id"))
+        parts.append(scores.withColumn("rank", rank).where(F.col("rank") <= top_k)
+                     .select(F.lit(column).alias("segment"), "value", "item_id", "score", "rank"))
+    if not parts:
+        return uid.sparkSession.createDataFrame([], "segment string, value string, item_id string, "
+                                                    "score double, rank int")
+    return functools.reduce(DataFrame.unionByName, parts)
+
+
 def user_features(pairs: DataFrame, uid: DataFrame, run_date: str) -> DataFrame:
     """Per user: counts per event type overall and per 7/30-day window, distinct items,
     first/last event time and days since the last event."""
@@ -321,8 +345,10 @@ def training_examples(histories: DataFrame, run_date: str, valid_days: int = VAL
 
 
 def features(uid: DataFrame, co_day: DataFrame, bots_day: DataFrame, catalog: DataFrame,
-             run_date: str) -> dict[str, DataFrame]:
-    """All feature tables for a run date from the per-day tables (days before it).
+             run_date: str, users: DataFrame | None = None,
+             segment_columns: tuple[str, ...] = ()) -> dict[str, DataFrame]:
+    """All feature tables for a run date from the per-day tables (days before it), plus
+    popularity per segment of ``users`` when ``segment_columns`` name some.
 
     Events for items not in today's catalog are left out. Bots stay out of training data,
     popularity and co-occurrence; their purchases still count as exclusions, so a flagged
@@ -344,6 +370,7 @@ def features(uid: DataFrame, co_day: DataFrame, bots_day: DataFrame, catalog: Da
         "histories": histories,
         "training_examples": training_examples(histories, run_date),
         "item_popularity": item_popularity(human, human_pairs, run_date),
+        "segment_popularity": segment_popularity(human, users, segment_columns, run_date),
         "user_features": user_features(pairs, uid, run_date),
         "user_affinities": user_affinities(human_pairs, catalog),
         "item_features": item_features(human, catalog, run_date),
@@ -395,11 +422,13 @@ def clean_days(spark: SparkSession, validated_dir: str, clean_dir: str, days: li
 
 
 def build_features(spark: SparkSession, clean_dir: str, catalog_path: str, out_dir: str,
-                   run_date: str) -> dict[str, int]:
+                   run_date: str, users_path: str | None = None,
+                   segment_columns: tuple[str, ...] = ()) -> dict[str, int]:
     """Feature tables for ``run_date`` from the cleaned per-day tables; returns row counts."""
     read = lambda name: spark.read.parquet(f"{clean_dir}/{name}")  # noqa: E731
+    users = spark.read.parquet(users_path) if users_path and segment_columns else None
     tables = features(read("user_item_day"), read("co_day"), _bots_day(spark, clean_dir),
-                      spark.read.parquet(catalog_path), run_date)
+                      spark.read.parquet(catalog_path), run_date, users, segment_columns)
     counts = {name: _write_table(df, f"{out_dir}/{name}") for name, df in tables.items()}
     if counts["bots"]:
         log.warning("flagged %d bot-like users (kept out of training and popularity): %s",
@@ -430,13 +459,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quarantine", required=True)
     p.add_argument("--date", required=True)
     p.add_argument("--days", default="", help="comma-separated days to (re)clean first")
+    p.add_argument("--users", help="validated users Parquet (for --segments)")
+    p.add_argument("--segments", default="", help="comma-separated users columns: popularity per segment")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     spark = get_spark("nightrecs-features")
     try:
         if a.days:
             clean_days(spark, a.validated, a.clean, a.days.split(","), a.catalog, a.quarantine)
-        build_features(spark, a.clean, a.catalog, a.out, a.date)
+        build_features(spark, a.clean, a.catalog, a.out, a.date, a.users,
+                       tuple(c for c in a.segments.split(",") if c))
     finally:
         spark.stop()
 

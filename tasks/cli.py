@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="at most this many items of one category per list (0 = no cap)")
     r.add_argument("--new-item-quota", type=int, default=RunConfig.new_item_quota,
                    help="list slots for new items (0 = none)")
+    r.add_argument("--segments", default="",
+                   help="users columns for segment popularity (cold start), comma-separated, first preferred")
     r.add_argument("--train-steps", type=int, default=RunConfig.train_steps)
     r.add_argument("--skip-training", action="store_true")
     r.add_argument("--base-model", help="local model folder (default: packaged all-MiniLM-L6-v2)")
@@ -87,6 +89,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         cfg = RunConfig(root=args.root, date=args.date, top_n=args.top_n,
                         max_per_category=args.max_per_category, new_item_quota=args.new_item_quota,
+                        segment_columns=args.segments,
                         train_steps=args.train_steps, skip_training=args.skip_training,
                         base_model=args.base_model)
         results = run_pipeline(cfg)

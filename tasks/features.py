@@ -62,7 +62,7 @@ def build_features(cfg: RunConfig) -> dict:
     """
     root = open_root(cfg.root)
     records, todo = days_to_clean(root, cfg.date)
-    inputs = _inputs(root, cfg.date, records)
+    inputs = _inputs(root, cfg.date, records, cfg.segment_columns)
     stamp = f"{layout.features(cfg.date)}/_inputs.json"
     if not todo:
         try:
@@ -89,7 +89,8 @@ def build_features(cfg: RunConfig) -> dict:
             cleaned = (job.clean_days(spark, p["validated"], p["clean"], todo, p["catalog"], p["quarantine"], **bots)
                        if todo else {"events": 0, "unknown_item": 0})
             _check_unknown_items(root, quarantine, cleaned, cfg.max_bad_fraction)
-            counts = job.build_features(spark, p["clean"], p["catalog"], p["out"], cfg.date)
+            counts = job.build_features(spark, p["clean"], p["catalog"], p["out"], cfg.date,
+                                        p["users"], cfg.segment_columns)
     finally:
         spark.stop()
     for day in todo:
@@ -99,12 +100,15 @@ def build_features(cfg: RunConfig) -> dict:
             "cleaned": cleaned, "counts": counts, "up_to_date": False}
 
 
-def _inputs(root: Root, date: str, records: dict[str, str]) -> dict:
+def _inputs(root: Root, date: str, records: dict[str, str], segments: tuple[str, ...]) -> dict:
     """What the features of a date are built from: the cleaned days' ingest records, the
-    catalog's content and the job's code."""
+    catalog's content, the job's code and, with segments, the users table's content."""
     sha = lambda data: hashlib.sha256(data).hexdigest()  # noqa: E731
-    return {"days": records, "catalog": sha(root.read_bytes(layout.validated(date, "catalog"))),
-            "job": sha(Path(job.__file__).read_bytes())}
+    inputs = {"days": records, "catalog": sha(root.read_bytes(layout.validated(date, "catalog"))),
+              "job": sha(Path(job.__file__).read_bytes())}
+    if segments:
+        inputs |= {"segments": list(segments), "users": sha(root.read_bytes(layout.validated(date, "users")))}
+    return inputs
 
 
 def _check_unknown_items(root: Root, quarantine: str, cleaned: dict[str, int], limit: float) -> None:
@@ -126,7 +130,8 @@ def spark_paths(root: Root, date: str, todo: list[str]) -> Iterator[dict[str, st
     the hadoop-aws jars are configured), else a local staging folder for an ``s3://``
     root, downloaded before and uploaded after the job (only the days it cleaned)."""
     keys = {"validated": layout.validated_events(), "clean": layout.clean(),
-            "catalog": layout.validated(date, "catalog"), "out": layout.features(date),
+            "catalog": layout.validated(date, "catalog"), "users": layout.validated(date, "users"),
+            "out": layout.features(date),
             "quarantine": unknown_items(date)}
     if isinstance(root, LocalRoot):
         yield {name: str(root.local_path(key)) for name, key in keys.items()}
@@ -140,7 +145,8 @@ def spark_paths(root: Root, date: str, todo: list[str]) -> Iterator[dict[str, st
             root.download_dir(layout.validated_events(day), local["validated"] / f"dt={day}")
         root.download_dir(keys["clean"], local["clean"])
         local["catalog"].parent.mkdir(parents=True, exist_ok=True)
-        local["catalog"].write_bytes(root.read_bytes(keys["catalog"]))
+        for name in ("catalog", "users"):
+            local[name].write_bytes(root.read_bytes(keys[name]))
         yield {name: str(path) for name, path in local.items()}
         for day in todo:
             for table in job.CLEAN_TABLES:

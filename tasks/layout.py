@@ -102,6 +102,9 @@ class RunConfig:
     max_per_category: int = 5  # at most this many items of one category per list; 0 = no cap
     new_item_quota: int = 1  # list slots for new items (exploration); 0 = none
     new_item_days: int = 14  # an item is new until this many days after it was first seen
+    # users-table columns that define segments for popularity fallbacks (cold start), most
+    # specific first, e.g. ("country", "age_band"); () = global popularity only
+    segment_columns: tuple[str, ...] = ()
     # data-quality gates (see expectations/)
     max_bad_fraction: float = 0.01  # per table: quarantine more than this and the run fails
     first_event_date: str = "1990-01-01"
@@ -116,6 +119,10 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "date", parse_date(self.date))
+        columns = self.segment_columns
+        if isinstance(columns, str):  # "country,age_band" from a flag or a Param
+            columns = [c for c in columns.split(",") if c.strip()]
+        object.__setattr__(self, "segment_columns", tuple(c.strip() for c in columns))
         if self.top_n < 1:
             raise ValueError(f"top_n must be >= 1, got {self.top_n}")
         for name in ("max_per_category", "new_item_quota", "new_item_days"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -36,41 +37,84 @@ def new_items(cand: pd.DataFrame, item_features: pd.DataFrame, date: str, days: 
     return (first.isna() | (first >= since)).to_numpy()
 
 
-def reason(source: str, category: str | None, similar_to: str | None) -> str:
-    """A short, human reason for one listed item."""
+def reason(source: str, category: str | None, detail: str | None) -> str:
+    """A short, human reason for one listed item; ``detail``: the title a retrieved item
+    is similar to, or the segment a segment-popular item is popular with."""
     where = f" in {category}" if isinstance(category, str) and category else ""  # not None/NaN
     if source == "retrieval":
-        return f"similar to {similar_to}" if similar_to else "picked for you"
+        return f"similar to {detail}" if detail else "picked for you"
     if source == "new":
         return f"new{where}" if where else "new arrival"
+    if source == "segment" and detail:
+        return f"popular with {detail}"
     return f"popular{where}" if where else "popular now"
+
+
+@dataclass
+class Fallback:
+    """A popularity ranking that fills lists: global, or one segment's (``label``)."""
+
+    order: np.ndarray  # candidate indices, best first
+    scores: np.ndarray  # scaled to [0, 1]
+    label: str | None = None  # "country DE"; None = global
+
+    def __post_init__(self) -> None:
+        self.score_of = dict(zip(self.order.tolist(), self.scores.tolist()))
 
 
 def assemble_lists(users: list[str], retrieved: dict[str, tuple[np.ndarray, np.ndarray]],
                    new_for: dict[str, np.ndarray], exclude: dict[str, set[int]],
-                   pop_order: np.ndarray, pop_scores: np.ndarray, new_order: np.ndarray,
+                   fallbacks: list[Fallback], fallback_of: dict[str, int], new_order: np.ndarray,
                    category: np.ndarray, rules: Rules) -> tuple[list[tuple], int]:
-    """Each user's list under the business rules: retrieved items first, then popularity
-    for what retrieval cannot fill; exploration slots from the user's own new items, then
-    the most popular new ones. Scores never rise down a list: a popular fill or an
-    exploration item scores at most the item above it. Rows: (user, rank, candidate,
-    score, source); also the number of lists whose category cap was relaxed."""
-    pop_score = dict(zip(pop_order.tolist(), pop_scores.tolist()))
+    """Each user's list under the business rules: retrieved items first, then what is
+    popular in the user's segment (``fallbacks[fallback_of[user]]``), then global
+    popularity (``fallbacks[0]``), for what retrieval cannot fill, which for a user without
+    history is the whole list; exploration slots from the user's own new items, then the
+    most popular new ones. Scores never rise down a list: a popular fill or an exploration
+    item scores at most the item above it. Rows: (user, rank, candidate, score, source,
+    segment label); also the number of lists whose category cap was relaxed."""
+    top = fallbacks[0]
     rows, relaxed = [], 0
     for user in users:
         r_ids, r_scores = retrieved.get(user, (np.empty(0, np.int64), np.empty(0, np.float32)))
         got = dict(zip(r_ids.tolist(), r_scores.tolist()))
-        ranked = itertools.chain(r_ids.tolist(), pop_order.tolist())
+        seg = fallbacks[fallback_of[user]] if user in fallback_of else None
+        ranked = itertools.chain(r_ids.tolist(), seg.order.tolist() if seg else (), top.order.tolist())
         new_ranked = itertools.chain(new_for.get(user, np.empty(0, np.int64)).tolist(), new_order.tolist())
         items, explored, was_relaxed = pick(ranked, new_ranked, category, exclude.get(user, set()), rules)
         relaxed += was_relaxed
         floor = 1.0 if not got else max(got.values())
         for rank, c in enumerate(items, 1):
-            source = "new" if c in explored else "retrieval" if c in got else "popular"
-            score = got.get(c, pop_score.get(c, 0.0)) if source != "new" else floor
+            if c in explored:
+                source, score = "new", floor
+            elif c in got:
+                source, score = "retrieval", got[c]
+            elif seg and c in seg.score_of:
+                source, score = "segment", seg.score_of[c]
+            else:
+                source, score = "popular", top.score_of.get(c, 0.0)
             floor = min(floor, score)
-            rows.append((user, rank, c, floor, source))
+            rows.append((user, rank, c, floor, source, seg.label if source == "segment" else None))
     return rows, relaxed
+
+
+def segment_fallbacks(segments: pd.DataFrame, users: pd.DataFrame, columns: tuple[str, ...],
+                      cand_index: dict[str, int]) -> tuple[list[Fallback], dict[str, int]]:
+    """One :class:`Fallback` per (segment column, value) of the ``segment_popularity``
+    table, and for each user the first of ``columns`` whose value has one."""
+    fallbacks, key = [], {}
+    for (column, value), grp in segments.groupby(["segment", "value"], sort=True):
+        grp = grp[grp["item_id"].isin(cand_index)].sort_values("rank")
+        if len(grp):
+            key[(column, value)] = len(fallbacks)
+            fallbacks.append(Fallback(grp["item_id"].map(cand_index).to_numpy(),
+                                      (grp["score"] / grp["score"].max()).to_numpy(), f"{column} {value}"))
+    fallback_of: dict[str, int] = {}
+    for column in reversed(columns):  # the first column with a ranking wins
+        for user, value in zip(users["user_id"], users[column]):
+            if (column, value) in key:
+                fallback_of[user] = key[(column, value)]
+    return fallbacks, fallback_of
 
 
 def retrieve(cfg: RunConfig) -> dict:
@@ -93,7 +137,7 @@ def retrieve(cfg: RunConfig) -> dict:
     user_excl = [exclude.get(u, set()) for u in user_ids]
 
     depth = cfg.top_n * (5 if cfg.max_per_category else 1)  # room for what the cap skips
-    ids, scores = top_k_excluding(build_index(vecs), user_vecs, depth, user_excl)
+    ids, scores = top_k_excluding(build_index(vecs, len(user_vecs)), user_vecs, depth, user_excl)
     retrieved = {u: (r_ids[r_ids >= 0], r_sc[r_ids >= 0]) for u, r_ids, r_sc in zip(user_ids, ids, scores)}
     features = root.read_parquet(layout.features(cfg.date, "item_features"), columns=["item_id", "first_seen"])
     new = np.flatnonzero(new_items(cand, features, cfg.date, cfg.new_item_days))
@@ -108,10 +152,18 @@ def retrieve(cfg: RunConfig) -> dict:
     users = sorted(set(all_users) | set(user_ids))
     popularity = root.read_parquet(layout.features(cfg.date, "item_popularity"))
     pop_order, pop_scores = popularity_ranking(popularity, cand["item_id"])
+    fallbacks, fallback_of = [Fallback(pop_order, pop_scores)], {}
+    if cfg.segment_columns:
+        users_table = root.read_parquet(layout.validated(cfg.date, "users"),
+                                        columns=["user_id", *cfg.segment_columns])
+        segs, of = segment_fallbacks(root.read_parquet(layout.features(cfg.date, "segment_popularity")),
+                                     users_table, cfg.segment_columns, cand_index)
+        fallbacks += segs
+        fallback_of = {u: k + 1 for u, k in of.items()}
     category = pd.factorize(cand["category"])[0]  # -1 = no category
-    rows, relaxed = assemble_lists(users, retrieved, new_for, exclude, pop_order, pop_scores,
+    rows, relaxed = assemble_lists(users, retrieved, new_for, exclude, fallbacks, fallback_of,
                                    pop_order[np.isin(pop_order, new)], category, rules)
-    recs = pd.DataFrame(rows, columns=["user_id", "rank", "cand", "score", "source"])
+    recs = pd.DataFrame(rows, columns=["user_id", "rank", "cand", "score", "source", "segment"])
     cands = recs.pop("cand").to_numpy()
     recs.insert(2, "item_id", cand["item_id"].to_numpy()[cands])
     recs["rank"] = recs["rank"].astype("int32")
@@ -120,6 +172,7 @@ def retrieve(cfg: RunConfig) -> dict:
     recs["reason"] = reasons(recs, cands, cand["category"].tolist(), histories,
                              dict(zip(catalog["item_id"], catalog["title"])), item_vecs, row_of, vecs,
                              cfg.history_len)
+    recs = recs.drop(columns="segment")
     root.write_parquet(layout.staging(cfg.date), recs)
     by_source = recs["source"].value_counts().to_dict()
     cold = len(users) - len(retrieved)
@@ -133,12 +186,12 @@ def reasons(recs: pd.DataFrame, cands: np.ndarray, categories: list[str | None],
             titles: dict[str, str], item_vecs: np.ndarray, row_of: dict[str, int], vecs: np.ndarray,
             history_len: int) -> list[str]:
     """A reason per row: a retrieved item names the most similar of the user's
-    ``history_len`` most recent items (by the item vectors); popular and new items name
-    their category."""
+    ``history_len`` most recent items (by the item vectors), a segment-popular item its
+    segment (the ``segment`` column), popular and new items their category."""
     recent = {u: [row_of[i] for i in ids[-history_len:] if i in row_of]
               for u, ids in zip(histories["user_id"], histories["item_ids"])}
     item_of = list(row_of)
-    source = recs["source"].to_numpy()
+    source, segment = recs["source"].to_numpy(), recs["segment"].to_numpy()
     out = [""] * len(recs)
     for user, rows in recs.groupby("user_id", sort=False).indices.items():
         mine = recent.get(user, [])
@@ -148,5 +201,5 @@ def reasons(recs: pd.DataFrame, cands: np.ndarray, categories: list[str | None],
             best = (vecs[cands[retrieved]] @ item_vecs[mine].T).argmax(axis=1)
             similar = {r: titles.get(item_of[mine[b]]) for r, b in zip(retrieved.tolist(), best.tolist())}
         for r in rows.tolist():
-            out[r] = reason(source[r], categories[cands[r]], similar.get(r))
+            out[r] = reason(source[r], categories[cands[r]], similar.get(r, segment[r]))
     return out

@@ -23,10 +23,11 @@ NUMERIC = {
     "item_features": ("item_id", True, ["n_view", "n_purchase", "pop_7d", "pop_30d", "trend"],
                       ("click_rate", "purchase_rate")),
     "co_occurrence": ("item_id", False, ["score"], ()),
+    "segment_popularity": ("item_id", False, ["score"], ()),
 }
 # tables whose item columns must all be catalog items
 ITEM_COLUMNS = {"item_popularity": ["item_id"], "item_features": ["item_id"],
-                "co_occurrence": ["item_id", "other_id"]}
+                "co_occurrence": ["item_id", "other_id"], "segment_popularity": ["item_id"]}
 
 
 def finite(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:

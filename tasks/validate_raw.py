@@ -20,6 +20,7 @@ import statistics
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from expectations.core import GateReport, enforce, split_quarantine
@@ -63,9 +64,11 @@ def _fingerprint(stats: dict[str, tuple[int, str]], keys: list[str]) -> dict[str
     return {k: f"{stats[k][0]}-{stats[k][1]}" for k in keys}
 
 
-def load_table(root: Root, table: str, keys: list[str]) -> tuple[pd.DataFrame, list[str], pd.DataFrame]:
+def load_table(root: Root, table: str, keys: list[str],
+               keep: tuple[str, ...] = ()) -> tuple[pd.DataFrame, list[str], pd.DataFrame]:
     """(contract columns of every file plus ``_file``/``_row``, file-level problems in words,
-    rows with invalid UTF-8 text set aside with a reason)."""
+    rows with invalid UTF-8 text set aside with a reason). ``keep``: extra columns to keep
+    as strings (the users' segment columns); null where a file lacks them."""
     frames, problems, bad_text = [], [], []
     for key in keys:
         try:
@@ -77,9 +80,15 @@ def load_table(root: Root, table: str, keys: list[str]) -> tuple[pd.DataFrame, l
         if bad:
             problems.extend(f"{root.full(key)}: {p}" for p in bad)
             continue
-        if extra := extra_columns(table, t.schema):
+        if extra := [c for c in extra_columns(table, t.schema) if c not in keep]:
             log.info("%s: extra columns ignored: %s", root.full(key), ", ".join(extra))
-        t = t.select([c.name for c in CONTRACT[table] if c.name in t.schema.names])
+        if missing := [c for c in keep if c not in t.schema.names]:
+            log.warning("%s: segment columns missing (null for its rows): %s", root.full(key), ", ".join(missing))
+        t = t.select([c.name for c in CONTRACT[table] if c.name in t.schema.names]
+                     + [c for c in keep if c in t.schema.names])
+        for c in keep:
+            if c in t.schema.names:
+                t = t.set_column(t.schema.get_field_index(c), c, pc.cast(t.column(c), pa.string()))
         t, invalid = _split_invalid_utf8(t)
         df = t.to_pandas()
         for col in CONTRACT[table]:  # the contract's timestamps are UTC
@@ -93,9 +102,9 @@ def load_table(root: Root, table: str, keys: list[str]) -> tuple[pd.DataFrame, l
             df = df.drop(index=df.index[rows])
         frames.append(df)
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    for col in CONTRACT[table]:  # optional columns absent from every file: typed nulls
-        if col.name not in df.columns:
-            df[col.name] = None
+    for name in [c.name for c in CONTRACT[table]] + list(keep):  # absent from every file: nulls
+        if name not in df.columns:
+            df[name] = None
     return df, problems, pd.concat(bad_text, ignore_index=True) if bad_text else pd.DataFrame()
 
 
@@ -155,7 +164,8 @@ def validate_raw(cfg: RunConfig) -> dict:
             enforce(g.reports, "raw", cfg.max_bad_fraction)
         # the gate passed: only now publish what downstream steps read
         for table in ("catalog", "users"):
-            root.write_parquet(layout.validated(cfg.date, table), _typed(clean[table], table))
+            extra = cfg.segment_columns if table == "users" else ()
+            root.write_parquet(layout.validated(cfg.date, table), _typed(clean[table], table, extra))
         for day in todo:
             root.delete_prefix(layout.validated_events(day))
             for key in root.list(f"{incoming}/dt={day}"):
@@ -180,7 +190,8 @@ def _gate_tables(root: Root, cfg: RunConfig, rules: RawRules, days: dict[str, li
         if not keys:
             problems.append(f"{table}: no Parquet files under {root.full(TABLES[table])}")
             continue
-        tables[table], found, bad_text[table] = load_table(root, table, keys)
+        keep = cfg.segment_columns if table == "users" else ()
+        tables[table], found, bad_text[table] = load_table(root, table, keys, keep)
         problems.extend(found)
     if not days:
         problems.append(f"events: no Parquet files under {root.full(TABLES['events'])}/dt=* "
@@ -260,9 +271,12 @@ def _volume_check(g, counts: dict[str, int], run_date: str, rules: RawRules) -> 
     return g.validate(frame, volume_suite(median, rules), "volume")
 
 
-def _typed(df: pd.DataFrame, table: str) -> pa.Table:
-    """Contract columns only, in the contract's exact types."""
-    return pa.Table.from_pandas(df, schema=contract_schema(table), preserve_index=False)
+def _typed(df: pd.DataFrame, table: str, extra: tuple[str, ...] = ()) -> pa.Table:
+    """Contract columns, in the contract's exact types, plus ``extra`` string columns."""
+    schema = contract_schema(table)
+    for name in extra:
+        schema = schema.append(pa.field(name, pa.string()))
+    return pa.Table.from_pandas(df, schema=schema, preserve_index=False)
 
 
 def _stage_events(root: Root, incoming: str, days: dict[str, dict[str, str]],

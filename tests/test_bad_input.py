@@ -241,6 +241,21 @@ def test_extra_column_is_ignored(shop):
     assert "campaign" not in pq.read_schema(shop / "validated/events/dt=2026-03-05/part-00000.parquet").names
 
 
+def test_segment_columns_are_kept_as_strings_and_missing_ones_are_null(shop):
+    """Configured segment columns survive the gate as strings (an int column too), the
+    other extra columns do not, and a segment column no file has is all null."""
+    users = shop / "raw/users/part-00000.parquet"
+    t = pq.read_table(users)
+    pq.write_table(t.append_column("age", pa.array(range(t.num_rows), pa.int64())), users)
+    ingest(shop, segment_columns="country,age,tier")
+    kept = pq.read_table(shop / f"validated/{SHOP_DATE}/users.parquet")
+    assert kept.schema.names == ["user_id", "signup_at", "country", "age", "tier"]
+    assert all(kept.schema.field(c).type == pa.string() for c in ("country", "age", "tier"))
+    assert kept.column("age").to_pylist()[:2] == ["0", "1"] and kept.column("tier").null_count == kept.num_rows
+    assert ingest(shop)["rows"]["users"] == kept.num_rows
+    assert pq.read_schema(shop / f"validated/{SHOP_DATE}/users.parquet").names == ["user_id", "signup_at"]
+
+
 def test_unknown_items_and_bots_in_the_feature_job(shop):
     """A crawler with 10^5 events is flagged and kept out of training and popularity; events
     for items not in the catalog are quarantined by the feature job."""

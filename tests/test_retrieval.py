@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from models.retrieval import build_index, top_k_excluding
+from models.retrieval import build_index, hnsw_index, top_k_excluding, use_hnsw
 from models.rules import Rules
-from tasks.retrieve import assemble_lists, new_items, popularity_ranking, reason
+from tasks.retrieve import (Fallback, assemble_lists, new_items, popularity_ranking, reason,
+                            segment_fallbacks)
 
 
 def test_top_k_excluding_matches_brute_force():
@@ -24,6 +25,28 @@ def test_top_k_excluding_matches_brute_force():
         assert not set(ids[u]) & exclude[u]
 
 
+def test_hnsw_for_large_catalogs_and_many_users_keeps_exclusions_and_recall():
+    import faiss
+
+    assert not use_hnsw(1_000, 2_000) and not use_hnsw(100_000, 20_000)  # the demo; a small night
+    assert use_hnsw(100_000, 1_000_000) and use_hnsw(300_000, 200_000)
+    rng = np.random.default_rng(2)
+    items = rng.normal(size=(2000, 16)).astype(np.float32)
+    items /= np.linalg.norm(items, axis=1, keepdims=True)
+    users = rng.normal(size=(40, 16)).astype(np.float32)
+    exclude = [set(rng.choice(2000, 30, replace=False).tolist()) for _ in range(40)]
+    index = hnsw_index(items)
+    assert isinstance(index, faiss.IndexHNSW)
+    ids, _ = top_k_excluding(index, users, 10, exclude)
+    full = users @ items.T
+    found = 0
+    for u in range(40):
+        exact = [i for i in np.argsort(-full[u], kind="stable") if i not in exclude[u]][:10]
+        found += len(set(ids[u]) & set(exact))
+        assert not set(ids[u]) & exclude[u] and len(set(ids[u])) == 10
+    assert found / 400 > 0.9
+
+
 def test_small_catalog_pads_with_minus_one():
     items = np.eye(3, dtype=np.float32)
     ids, _ = top_k_excluding(build_index(items), items[:1], 5, [{1}])
@@ -38,7 +61,7 @@ def test_popularity_ranking_breaks_ties_by_id():
 
 def lists_of(rows) -> dict[str, list]:
     lists: dict[str, list] = {}
-    for user, rank, item, score, source in rows:
+    for user, rank, item, score, source, _ in rows:
         lists.setdefault(user, []).append((rank, item, score, source))
     return lists
 
@@ -46,8 +69,9 @@ def lists_of(rows) -> dict[str, list]:
 def test_lists_top_up_without_duplicates_or_exclusions():
     pop_order, pop_scores = np.array([0, 1, 2, 3, 4]), np.array([1.0, .8, .6, .4, .2], dtype=np.float32)
     retrieved = {"warm": (np.array([3, 4]), np.array([0.9, 0.5], dtype=np.float32))}
-    rows, relaxed = assemble_lists(["cold", "warm"], retrieved, {}, {"warm": {0}, "cold": {1}}, pop_order,
-                                   pop_scores, np.array([], dtype=int), np.full(5, -1), Rules(top_n=4))
+    rows, relaxed = assemble_lists(["cold", "warm"], retrieved, {}, {"warm": {0}, "cold": {1}},
+                                   [Fallback(pop_order, pop_scores)], {}, np.array([], dtype=int),
+                                   np.full(5, -1), Rules(top_n=4))
     lists = lists_of(rows)
     assert relaxed == 0
     assert [i for _, i, _, _ in lists["cold"]] == [0, 2, 3, 4]
@@ -66,8 +90,9 @@ def test_lists_apply_the_cap_and_explore_new_items():
     category = np.array([0, 0, 0, 0, 1, 1, 2])
     pop_order, pop_scores = np.array([6, 5, 4, 0, 1, 2, 3]), np.linspace(1, .1, 7).astype(np.float32)
     retrieved = {"warm": (np.array([0, 1, 2, 3]), np.array([.9, .8, .7, .6], dtype=np.float32))}
-    rows, _ = assemble_lists(["cold", "warm"], retrieved, {"warm": np.array([5])}, {}, pop_order, pop_scores,
-                             np.array([5]), category, Rules(top_n=4, max_per_category=2, new_item_quota=1))
+    rows, _ = assemble_lists(["cold", "warm"], retrieved, {"warm": np.array([5])}, {},
+                             [Fallback(pop_order, pop_scores)], {}, np.array([5]), category,
+                             Rules(top_n=4, max_per_category=2, new_item_quota=1))
     lists = lists_of(rows)
     warm = [(i, src) for _, i, _, src in lists["warm"]]
     assert [i for i, _ in warm] == [0, 5, 1, 6] and dict(warm)[5] == "new" and dict(warm)[6] == "popular"
@@ -75,6 +100,29 @@ def test_lists_apply_the_cap_and_explore_new_items():
     for items in lists.values():
         scores = [s for _, _, s, _ in items]
         assert scores == sorted(scores, reverse=True)
+
+
+def test_segments_fill_before_global_popularity_and_name_themselves():
+    """u1 (DE) gets DE's ranking first, then global popularity; u2 has no DE/FR ranking
+    but an age band one; u3 has no segment at all: global popularity only."""
+    cand_index = {f"i{k}": k for k in range(6)}
+    segments = pd.DataFrame({"segment": ["country", "country", "country", "age_band"],
+                             "value": ["DE", "DE", "FR", "18-24"], "item_id": ["i4", "i5", "i3", "i2"],
+                             "score": [4.0, 2.0, 1.0, 3.0], "rank": [1, 2, 1, 1]})
+    users = pd.DataFrame({"user_id": ["u1", "u2", "u3"], "country": ["DE", "NL", None],
+                          "age_band": ["18-24", "18-24", "65+"]})
+    fallbacks, of = segment_fallbacks(segments, users, ("country", "age_band"), cand_index)
+    assert [fallbacks[of[u]].label for u in ("u1", "u2")] == ["country DE", "age_band 18-24"] and "u3" not in of
+    everyone = [Fallback(np.arange(6), np.linspace(1, .5, 6).astype(np.float32))] + fallbacks
+    rows, _ = assemble_lists(["u1", "u2", "u3"], {}, {}, {}, everyone, {u: k + 1 for u, k in of.items()},
+                             np.array([], dtype=int), np.full(6, -1), Rules(top_n=3))
+    lists = {}
+    for user, _, item, _, source, label in rows:
+        lists.setdefault(user, []).append((item, source, label))
+    assert lists["u1"] == [(4, "segment", "country DE"), (5, "segment", "country DE"), (0, "popular", None)]
+    assert lists["u2"] == [(2, "segment", "age_band 18-24"), (0, "popular", None), (1, "popular", None)]
+    assert [i for i, *_ in lists["u3"]] == [0, 1, 2]
+    assert reason("segment", "Books", "country DE") == "popular with country DE"
 
 
 def test_new_items_are_untouched_or_recently_first_seen():

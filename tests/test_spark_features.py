@@ -106,6 +106,18 @@ def test_popularity_decays_with_age(spark):
     assert pop["new"].score == pytest.approx(0.5 ** (1 / 7))
 
 
+def test_segment_popularity_ranks_items_within_each_segment(spark):
+    rows = [("u1", "a", "click", ts(9)), ("u2", "a", "purchase", ts(9)), ("u3", "b", "view", ts(9)),
+            ("u3", "c", "view", ts(1)), ("u4", "b", "view", ts(9))]
+    users = spark.createDataFrame([("u1", "DE", 1), ("u2", "DE", 2), ("u3", "FR", 1), ("u4", None, 2)],
+                                  "user_id string, country string, age_band int")
+    seg = F.segment_popularity(uid_of(frame(spark, rows)), users, ("country", "age_band"), "2026-03-10", top_k=1)
+    got = {(r.segment, r.value): (r.item_id, r.rank) for r in seg.collect()}
+    assert got == {("country", "DE"): ("a", 1), ("country", "FR"): ("b", 1),  # a fresh view beats an old one
+                   ("age_band", "1"): ("a", 1), ("age_band", "2"): ("a", 1)}  # the purchase weighs more
+    assert F.segment_popularity(uid_of(frame(spark, rows)), None, ("country",), "2026-03-10").count() == 0
+
+
 def test_item_features_cover_whole_catalog(events, catalog):
     rows = {r.item_id: r for r in F.item_features(uid_of(events), catalog, "2026-03-10").collect()}
     assert set(rows) == {"a", "b", "c", "d"}
