@@ -59,7 +59,8 @@ class Fallback:
     label: str | None = None  # "country DE"; None = global
 
     def __post_init__(self) -> None:
-        self.score_of = dict(zip(self.order.tolist(), self.scores.tolist()))
+        self.items = self.order.tolist()  # once, not per user: lists are read lazily
+        self.score_of = dict(zip(self.items, self.scores.tolist()))
 
 
 def assemble_lists(users: list[str], retrieved: dict[str, tuple[np.ndarray, np.ndarray]],
@@ -73,14 +74,14 @@ def assemble_lists(users: list[str], retrieved: dict[str, tuple[np.ndarray, np.n
     most popular new ones. Scores never rise down a list: a popular fill or an exploration
     item scores at most the item above it. Rows: (user, rank, candidate, score, source,
     segment label); also the number of lists whose category cap was relaxed."""
-    top = fallbacks[0]
+    top, explore_order = fallbacks[0], new_order.tolist()
     rows, relaxed = [], 0
     for user in users:
         r_ids, r_scores = retrieved.get(user, (np.empty(0, np.int64), np.empty(0, np.float32)))
         got = dict(zip(r_ids.tolist(), r_scores.tolist()))
         seg = fallbacks[fallback_of[user]] if user in fallback_of else None
-        ranked = itertools.chain(r_ids.tolist(), seg.order.tolist() if seg else (), top.order.tolist())
-        new_ranked = itertools.chain(new_for.get(user, np.empty(0, np.int64)).tolist(), new_order.tolist())
+        ranked = itertools.chain(r_ids.tolist(), seg.items if seg else (), top.items)
+        new_ranked = itertools.chain(new_for.get(user, np.empty(0, np.int64)).tolist(), explore_order)
         items, explored, was_relaxed = pick(ranked, new_ranked, category, exclude.get(user, set()), rules)
         relaxed += was_relaxed
         floor = 1.0 if not got else max(got.values())
