@@ -34,7 +34,8 @@ def test_graph_and_settings(dag):
         assert dag.get_task(down).upstream_task_ids >= {up}
     assert dag.catchup is False and dag.max_active_runs == 1
     assert dag.get_task("build_features").retries == 2
-    assert {"root", "top_n", "train_steps", "skip_training", "run_date"} <= set(dag.params)
+    assert {"root", "top_n", "train_steps", "skip_training", "run_date", "max_per_category",
+            "new_item_quota", "segment_columns"} <= set(dag.params)
 
 
 def test_dag_file_does_not_import_heavy_modules():
@@ -50,11 +51,14 @@ def test_dag_file_does_not_import_heavy_modules():
 def test_dag_test_runs_the_whole_pipeline(dag, shop, tiny_model, monkeypatch):
     monkeypatch.setenv("NIGHTRECS_BASE_MODEL", tiny_model)
     run = dag.test(logical_date=dt.datetime.fromisoformat(SHOP_DATE).replace(tzinfo=dt.UTC),
-                   run_conf={"root": str(shop), "top_n": 5, "train_steps": 2})
+                   run_conf={"root": str(shop), "top_n": 5, "train_steps": 2, "segment_columns": "country"})
     assert run.state == "success"
     latest = json.loads((shop / "recs/LATEST").read_text())
     manifest = json.loads((shop / "recs" / latest["manifest"]).read_text())
     assert manifest["run_date"] == SHOP_DATE and manifest["users"] == 120 and manifest["top_n"] == 5
+    shard = (shop / "recs" / latest["manifest"]).parent / manifest["shards"][0]["key"]
+    reasons = [i["reason"] for line in shard.read_text().splitlines() for i in json.loads(line)["items"]]
+    assert all(reasons) and any(r.startswith("popular with country ") for r in reasons)
 
 
 def test_failed_gate_fails_the_run_without_retries(dag, shop, tiny_model, monkeypatch):
