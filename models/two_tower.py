@@ -88,9 +88,12 @@ class TextTower(nn.Module):
 
 
 def item_text(title: str, category: str | None = None, brand: str | None = None,
-              description: str | None = None) -> str:
-    parts = [title, category, brand, description]
-    return ". ".join(str(p) for p in parts if p is not None and str(p) not in ("", "nan", "None"))
+              description: str | None = None, price_band: str | None = None) -> str:
+    """The item tower's input: ``title. category. brand. <band> price. description``
+    (missing parts left out; the description last, so truncation cuts it first)."""
+    band = f"{price_band} price" if isinstance(price_band, str) and price_band else None
+    parts = [title, category, brand, band, description]
+    return ". ".join(str(p) for p in parts if p is not None and str(p) not in ("", "nan", "None", "<NA>"))
 
 
 def user_text(history_titles: Sequence[str], history_len: int) -> str:

@@ -12,11 +12,25 @@ from tasks.storage import Root
 
 
 def load_catalog(root: Root, date: str) -> pd.DataFrame:
-    """The gate-passed catalog with ``text`` (the item tower's input); ``in_stock`` null = true."""
+    """The gate-passed catalog with ``price_band`` and ``text`` (the item tower's input);
+    ``in_stock`` null = true."""
     cat = root.read_parquet(layout.validated(date, "catalog")).sort_values("item_id", ignore_index=True)
     cat["in_stock"] = cat["in_stock"].fillna(True).astype(bool)
-    cat["text"] = [item_text(*r) for r in cat[["title", "category", "brand", "description"]].itertuples(index=False)]
+    cat["price_band"] = price_bands(cat["price"])
+    cat["text"] = [item_text(*r) for r in
+                   cat[["title", "category", "brand", "description", "price_band"]].itertuples(index=False)]
     return cat
+
+
+def price_bands(price: pd.Series) -> pd.Series:
+    """low / mid / high by the catalog's price terciles (the bands of the users' price
+    affinity); None without a price."""
+    known = price.dropna()
+    if known.empty:
+        return pd.Series([None] * len(price), index=price.index, dtype=object)
+    low, high = known.quantile([1 / 3, 2 / 3])
+    band = np.where(price <= low, "low", np.where(price <= high, "mid", "high"))
+    return pd.Series(band, index=price.index, dtype=object).where(price.notna(), None)
 
 
 def load_histories(root: Root, date: str, item_index: dict[str, int]) -> pd.DataFrame:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import torch
 
 from models.two_tower import TextTower, TrainConfig, encode, item_text, pick_device, train, training_pairs, user_text
+from tasks.catalog import price_bands
 
 
 def test_training_pairs_use_only_the_past():
@@ -15,7 +17,10 @@ def test_training_pairs_use_only_the_past():
 
 def test_texts():
     assert item_text("Shoe", "Shoes > Running", None, "nan") == "Shoe. Shoes > Running"
+    assert item_text("Shoe", None, "Acme", "Light.", "high") == "Shoe. Acme. high price. Light."
     assert user_text(["a", "b", "c"], history_len=2) == "c | b"
+    assert price_bands(pd.Series([1.0, 2.0, 3.0, None])).tolist() == ["low", "mid", "high", None]
+    assert price_bands(pd.Series([None, None], dtype=float)).tolist() == [None, None]
 
 
 def test_encode_is_normalised_and_order_independent(tiny_model):
