@@ -1,0 +1,129 @@
+"""Benchmark: how the published lists score on the demo shop against popularity.
+
+    python benchmarks/demo_quality.py [--holdout-days 7] [--segments country,age_band]
+        [--max-per-category 5 --new-item-quota 1]
+
+Generates the demo shop, runs the whole pipeline in process with the run date
+``--holdout-days`` before the shop's last day (so every step sees only the events before
+it), then scores the staged top-10 lists against what each user touched in the held-out
+days, next to the two popularity lists the pipeline itself computes: global (decayed,
+``item_popularity``) and per segment (``segment_popularity``), both without the user's
+bought or rated items. Warm users (with a history) and cold users apart. Issue 4's demo
+targets: nightrecs at least 1.5x popularity's NDCG@10; cold users no worse than trending.
+Prints a Markdown table; a benchmark, not a test: it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from models.evaluation import per_user
+from tasks import layout
+from tasks.demo_data import ShopSpec, generate
+from tasks.layout import RunConfig
+from tasks.pipeline import run_pipeline
+from tasks.storage import open_root
+
+K = 10
+END = "2026-03-01"
+
+
+def lists_of(ranked: dict[str, list[str]], users: list[str], index: dict[str, int]) -> np.ndarray:
+    out = np.full((len(users), K), -1, dtype=np.int64)
+    for r, u in enumerate(users):
+        ids = [index[i] for i in ranked.get(u, [])[:K]]
+        out[r, :len(ids)] = ids
+    return out
+
+
+def popular_for(users: list[str], order: list[str], exclude: dict[str, set[str]],
+                segment_order: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+    """Each user's top-K of ``order`` (their segment's order first, when given) without
+    their excluded items."""
+    out = {}
+    for u in users:
+        seq = (segment_order or {}).get(u, []) + order
+        seen, picked = exclude.get(u, set()), []
+        for i in seq:
+            if i not in seen:
+                picked.append(i)
+                seen = seen | {i}
+                if len(picked) == K:
+                    break
+        out[u] = picked
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--holdout-days", type=int, default=7)
+    p.add_argument("--segments", default="country,age_band")
+    p.add_argument("--train-steps", type=int, default=RunConfig.train_steps)
+    p.add_argument("--max-per-category", type=int, default=RunConfig.max_per_category)
+    p.add_argument("--new-item-quota", type=int, default=RunConfig.new_item_quota)
+    p.add_argument("--work", default=None)
+    a = p.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    root = Path(a.work or tempfile.mkdtemp(prefix="nightrecs-demo-quality-")) / "shop"
+    generate(open_root(root), ShopSpec(days=30 + a.holdout_days, end_date=END))
+    date = (dt.date.fromisoformat(END) - dt.timedelta(days=a.holdout_days)).isoformat()
+    cfg = RunConfig(root=str(root), date=date, top_n=K, segment_columns=a.segments, train_steps=a.train_steps,
+                    max_per_category=a.max_per_category, new_item_quota=a.new_item_quota)
+    run_pipeline(cfg)
+
+    r = open_root(root)
+    events = pd.read_parquet(root / "raw/events")
+    events["ts"] = pd.to_datetime(events["ts"], utc=True)
+    held = events[events["ts"] >= pd.Timestamp(date, tz="UTC")]
+    catalog = r.read_parquet(layout.validated(date, "catalog"))
+    index = {i: k for k, i in enumerate(catalog["item_id"])}
+    held = held[held["item_id"].isin(index)]
+    users = sorted(held["user_id"].unique())
+    row = {u: k for k, u in enumerate(users)}
+    truth = sp.csr_matrix((np.ones(len(held)), (held["user_id"].map(row), held["item_id"].map(index))),
+                          shape=(len(users), len(index)))
+    truth.data[:] = 1.0
+    warm_ids = set(r.read_parquet(layout.features(date, "histories"), columns=["user_id"])["user_id"])
+    warm = np.array([u in warm_ids for u in users])
+
+    recs = r.read_parquet(layout.staging(date)).sort_values(["user_id", "rank"])
+    ours = recs.groupby("user_id")["item_id"].apply(list).to_dict()
+    excl = r.read_parquet(layout.features(date, "exclusions"))
+    exclude = excl.groupby("user_id")["item_id"].apply(set).to_dict()
+    in_stock = set(catalog.loc[catalog["in_stock"].fillna(True).astype(bool), "item_id"])
+    pop = r.read_parquet(layout.features(date, "item_popularity")).sort_values(["score", "item_id"],
+                                                                               ascending=[False, True])
+    order = [i for i in pop["item_id"] if i in in_stock]
+    seg = r.read_parquet(layout.features(date, "segment_popularity"))
+    seg_users = r.read_parquet(layout.validated(date, "users"))
+    segment_order: dict[str, list[str]] = {}
+    for column in reversed(cfg.segment_columns):  # the first column with a ranking wins, as in retrieve
+        ranking = {v: [i for i in g.sort_values("rank")["item_id"] if i in in_stock]
+                   for v, g in seg[seg["segment"] == column].groupby("value")}
+        for u, v in zip(seg_users["user_id"], seg_users[column]):
+            if v in ranking:
+                segment_order[u] = ranking[v]
+    methods = {"nightrecs (published lists)": ours,
+               "popularity (decayed, global)": popular_for(users, order, exclude),
+               "popularity by segment": popular_for(users, order, exclude, segment_order)}
+    print(f"\ndemo shop: run date {date}, {a.holdout_days} held-out days, {len(users)} users active in them "
+          f"({warm.sum()} warm, {(~warm).sum()} cold)")
+    print("| method | users | NDCG@10 | Recall@10 | HR@10 | MRR |\n| --- | --- | ---: | ---: | ---: | ---: |")
+    for name, ranked in methods.items():
+        scores = per_user(lists_of(ranked, users, index), truth)
+        for group, mask in (("warm", warm), ("cold", ~warm)):
+            if mask.any():
+                m = {k: float(np.nanmean(v[mask])) for k, v in scores.items()}
+                print(f"| {name} | {group} | {m['ndcg']:.4f} | {m['recall']:.4f} | {m['hr']:.4f} | {m['mrr']:.4f} |")
+
+
+if __name__ == "__main__":
+    main()
