@@ -98,9 +98,10 @@ class RunConfig:
     history_len: int = 6
     base_model: str | None = None  # a local model folder; None = the packaged all-MiniLM-L6-v2
     seed: int = 13
-    # business rules (see models/rules.py)
-    max_per_category: int = 5  # at most this many items of one category per list; 0 = no cap
-    new_item_quota: int = 1  # list slots for new items (exploration); 0 = none
+    # business rules (see models/rules.py); off by default: each costs accuracy, the shop
+    # decides (benchmarks/demo_quality.py measures what they cost)
+    max_per_category: int = 0  # at most this many items of one category per list; 0 = no cap
+    new_item_quota: int = 0  # list slots for new items (exploration); 0 = none
     new_item_days: int = 14  # an item is new until this many days after it was first seen
     # users-table columns that define segments for popularity fallbacks (cold start), most
     # specific first, e.g. ("country", "age_band"); () = global popularity only
