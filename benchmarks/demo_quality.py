@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import logging
 import tempfile
 from pathlib import Path
@@ -26,10 +27,12 @@ import pandas as pd
 import scipy.sparse as sp
 
 from models.evaluation import per_user
+from models.rules import Rules, pick
 from tasks import layout
 from tasks.demo_data import ShopSpec, generate
 from tasks.layout import RunConfig
 from tasks.pipeline import run_pipeline
+from tasks.retrieve import Fallback, popularity_ranking, segment_fallbacks
 from tasks.storage import open_root
 
 K = 10
@@ -44,21 +47,17 @@ def lists_of(ranked: dict[str, list[str]], users: list[str], index: dict[str, in
     return out
 
 
-def popular_for(users: list[str], order: list[str], exclude: dict[str, set[str]],
-                segment_order: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
-    """Each user's top-K of ``order`` (their segment's order first, when given) without
-    their excluded items."""
-    out = {}
+def popular_for(users: list[str], fallbacks: list[Fallback], fallback_of: dict[str, int],
+                exclude: dict[str, set[int]]) -> list[list[int]]:
+    """Each user's top-K candidates the way retrieve fills a list without retrieval: their
+    segment's ranking (when ``fallback_of`` names one), then global popularity
+    (``fallbacks[0]``), without their excluded items."""
+    no_category = np.full(len(fallbacks[0].items), -1)  # popularity lists have no category cap
+    out = []
     for u in users:
-        seq = (segment_order or {}).get(u, []) + order
-        seen, picked = exclude.get(u, set()), []
-        for i in seq:
-            if i not in seen:
-                picked.append(i)
-                seen = seen | {i}
-                if len(picked) == K:
-                    break
-        out[u] = picked
+        seg = fallbacks[fallback_of[u]].items if u in fallback_of else []
+        ranked = itertools.chain(seg, fallbacks[0].items)
+        out.append(pick(ranked, [], no_category, exclude.get(u, set()), Rules(top_n=K))[0])
     return out
 
 
@@ -96,24 +95,23 @@ def main() -> None:
 
     recs = r.read_parquet(layout.staging(date)).sort_values(["user_id", "rank"])
     ours = recs.groupby("user_id")["item_id"].apply(list).to_dict()
+    cand = catalog[catalog["in_stock"].fillna(True).astype(bool)].reset_index(drop=True)
+    cand_index = {i: k for k, i in enumerate(cand["item_id"])}
     excl = r.read_parquet(layout.features(date, "exclusions"))
-    exclude = excl.groupby("user_id")["item_id"].apply(set).to_dict()
-    in_stock = set(catalog.loc[catalog["in_stock"].fillna(True).astype(bool), "item_id"])
-    pop = r.read_parquet(layout.features(date, "item_popularity")).sort_values(["score", "item_id"],
-                                                                               ascending=[False, True])
-    order = [i for i in pop["item_id"] if i in in_stock]
-    seg = r.read_parquet(layout.features(date, "segment_popularity"))
-    seg_users = r.read_parquet(layout.validated(date, "users"))
-    segment_order: dict[str, list[str]] = {}
-    for column in reversed(cfg.segment_columns):  # the first column with a ranking wins, as in retrieve
-        ranking = {v: [i for i in g.sort_values("rank")["item_id"] if i in in_stock]
-                   for v, g in seg[seg["segment"] == column].groupby("value")}
-        for u, v in zip(seg_users["user_id"], seg_users[column]):
-            if v in ranking:
-                segment_order[u] = ranking[v]
+    exclude: dict[str, set[int]] = {}
+    for u, i in excl.itertuples(index=False):
+        if i in cand_index:
+            exclude.setdefault(u, set()).add(cand_index[i])
+    order, scores = popularity_ranking(r.read_parquet(layout.features(date, "item_popularity")), cand["item_id"])
+    segs, of = segment_fallbacks(r.read_parquet(layout.features(date, "segment_popularity")),
+                                 r.read_parquet(layout.validated(date, "users")), cfg.segment_columns, cand_index)
+    fallbacks = [Fallback(order, scores)] + segs
+    ids = cand["item_id"].to_numpy()
+    as_ids = lambda lists: {u: ids[lst].tolist() for u, lst in zip(users, lists)}  # noqa: E731
     methods = {"nightrecs (published lists)": ours,
-               "popularity (decayed, global)": popular_for(users, order, exclude),
-               "popularity by segment": popular_for(users, order, exclude, segment_order)}
+               "popularity (decayed, global)": as_ids(popular_for(users, fallbacks, {}, exclude)),
+               "popularity by segment": as_ids(popular_for(users, fallbacks, {u: k + 1 for u, k in of.items()},
+                                                           exclude))}
     print(f"\ndemo shop: run date {date}, {a.holdout_days} held-out days, {len(users)} users active in them "
           f"({warm.sum()} warm, {(~warm).sum()} cold)")
     print("| method | users | NDCG@10 | Recall@10 | HR@10 | MRR |\n| --- | --- | ---: | ---: | ---: | ---: |")

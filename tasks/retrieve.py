@@ -149,14 +149,12 @@ def retrieve(cfg: RunConfig) -> dict:
                                    [{pos[c] for c in e if c in pos} for e in user_excl])
         new_for = {u: new[r[r >= 0]] for u, r in zip(user_ids, n_ids)}
 
-    all_users = root.read_parquet(layout.validated(cfg.date, "users"), columns=["user_id"])["user_id"]
-    users = sorted(set(all_users) | set(user_ids))
+    users_table = root.read_parquet(layout.validated(cfg.date, "users"), columns=["user_id", *cfg.segment_columns])
+    users = sorted(set(users_table["user_id"]) | set(user_ids))
     popularity = root.read_parquet(layout.features(cfg.date, "item_popularity"))
     pop_order, pop_scores = popularity_ranking(popularity, cand["item_id"])
     fallbacks, fallback_of = [Fallback(pop_order, pop_scores)], {}
     if cfg.segment_columns:
-        users_table = root.read_parquet(layout.validated(cfg.date, "users"),
-                                        columns=["user_id", *cfg.segment_columns])
         segs, of = segment_fallbacks(root.read_parquet(layout.features(cfg.date, "segment_popularity")),
                                      users_table, cfg.segment_columns, cand_index)
         fallbacks += segs
