@@ -102,13 +102,13 @@ def test_items_without_enough_interactions_are_text_only():
     rec = Recommender(*small(epochs=1), text())
     rec.fit(seqs)
     counts = np.bincount(np.concatenate(seqs.items), minlength=N_ITEMS)
-    has_id = rec.model.items.has_id[1:].numpy()
+    has_id = rec.model.items.has_id[1:].cpu().numpy()
     assert has_id.tolist() == (counts >= 2).tolist()
     # an item nobody touched: its vector is its projected text, nothing else
     cold = np.zeros((N_ITEMS, 8), np.float32)
     rec.text[1:] = torch.as_tensor(cold)
     rec.model.items.has_id[1:] = False
-    bias = rec.model.items.text_proj.bias.detach().numpy()
+    bias = rec.model.items.text_proj.bias.detach().cpu().numpy()
     assert np.allclose(rec.item_vectors(), bias, atol=1e-6)
 
 
@@ -153,14 +153,18 @@ def test_full_mode_fine_tunes_the_text_encoder(tiny_model):
     from models.two_tower import TextTower
 
     tower = TextTower(tiny_model)
-    texts = [f"item {i} of shelf {i % 6}" for i in range(N_ITEMS)]
+    texts = [f"item {i} of shelf {i % 6}" + " long" * (i % 5) for i in range(N_ITEMS)]
+    encoder = TextEncoder(tower, texts)
+    with torch.no_grad():  # tokenized once up front == tokenized per call
+        rows = [5, 0, 3]
+        assert torch.allclose(encoder(rows), tower([texts[r] for r in rows], 64), atol=1e-5)
     before = {k: v.clone() for k, v in tower.encoder.state_dict().items()}
     model_cfg, train_cfg = small(epochs=1)
     model_cfg.text_dim = 32  # the tiny BERT's width
-    rec = Recommender(model_cfg, train_cfg, np.zeros((N_ITEMS, 32), np.float32), encoder=TextEncoder(tower, texts))
+    rec = Recommender(model_cfg, train_cfg, np.zeros((N_ITEMS, 32), np.float32), encoder=encoder)
     stats = rec.fit(successor_shop())
     assert stats["epochs"] == 1
-    changed = [k for k, v in tower.encoder.state_dict().items() if not torch.equal(v, before[k])]
+    changed = [k for k, v in tower.encoder.state_dict().items() if not torch.equal(v.cpu(), before[k])]
     assert changed  # the encoder's weights were trained, not only the heads
     ids, scores = rec.recommend(successor_shop(), [0, 1], T0 + 10**6, 5)
     assert ids.shape == (2, 5) and np.isfinite(scores).all()
