@@ -65,7 +65,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--holdout-days", type=int, default=7)
     p.add_argument("--segments", default="country,age_band")
-    p.add_argument("--train-steps", type=int, default=RunConfig.train_steps)
+    p.add_argument("--train-epochs", type=int, default=RunConfig.train_epochs)
     p.add_argument("--max-per-category", type=int, default=RunConfig.max_per_category)
     p.add_argument("--new-item-quota", type=int, default=RunConfig.new_item_quota)
     p.add_argument("--work", default=None)
@@ -74,7 +74,7 @@ def main() -> None:
     root = Path(a.work or tempfile.mkdtemp(prefix="nightrecs-demo-quality-")) / "shop"
     generate(open_root(root), ShopSpec(days=30 + a.holdout_days, end_date=END))
     date = (dt.date.fromisoformat(END) - dt.timedelta(days=a.holdout_days)).isoformat()
-    cfg = RunConfig(root=str(root), date=date, top_n=K, segment_columns=a.segments, train_steps=a.train_steps,
+    cfg = RunConfig(root=str(root), date=date, top_n=K, segment_columns=a.segments, train_epochs=a.train_epochs,
                     max_per_category=a.max_per_category, new_item_quota=a.new_item_quota)
     run_pipeline(cfg)
 

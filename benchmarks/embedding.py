@@ -3,7 +3,7 @@
     python benchmarks/embedding.py [--items 20000] [--batch-sizes 128,512]
 
 Generates ``--items`` demo-shop items, builds their item-tower text (title, category,
-brand, price band, description) and embeds them with ``models.two_tower.encode`` at each
+brand, price band, description) and embeds them with ``models.text.encode`` at each
 batch size, on CUDA with bf16 autocast when present, else on the CPU. Before timing, one
 small batch warms the device up. Prints a Markdown table of items per second; a
 benchmark, not a test: it asserts nothing.
@@ -18,7 +18,7 @@ import time
 import numpy as np
 import torch
 
-from models.two_tower import TextTower, default_base_model, encode, item_text, pick_device
+from models.text import TextTower, default_base_model, encode, item_text, pick_device
 from tasks.catalog import price_bands
 from tasks.demo_data import ShopSpec, make_catalog
 

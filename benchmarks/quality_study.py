@@ -35,7 +35,7 @@ from models.evaluation import paired_bootstrap, per_user
 from models.ranking import Candidates, Ranker, labels, merge
 from models.ranking import top_k as rank_top_k
 from models.seqrec import EVENT_TYPES, ModelConfig, Recommender, Sequences, TrainConfig, time_split
-from models.two_tower import TextTower, default_base_model, encode
+from models.text import TextTower, default_base_model, encode
 
 log = logging.getLogger("quality_study")
 K = 10

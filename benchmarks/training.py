@@ -22,7 +22,7 @@ import torch
 
 from benchmarks.quality_study import movielens
 from models.seqrec import EVENT_TYPES, ModelConfig, Recommender, Sequences, TextEncoder, TrainConfig, time_split
-from models.two_tower import TextTower, default_base_model, encode, pick_device
+from models.text import TextTower, default_base_model, encode, pick_device
 
 log = logging.getLogger("training")
 

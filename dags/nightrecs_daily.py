@@ -1,12 +1,15 @@
 """
 ### nightrecs_daily
 
-Every night: gate the raw data, build Spark features, fine-tune the text two-tower model,
-embed the catalog, retrieve and rank with FAISS, gate the lists, publish them atomically.
+Every night: gate the raw data, build Spark features, train the two-tower model,
+embed the catalog, retrieve and rank with FAISS, gate the lists, evaluate them against
+baselines and the champion (the model behind `recs/LATEST`), publish them atomically.
 
 The run date is the run's logical date (events with `dt < date` are used); set the
 `run_date` Param to rerun another day by hand. A failed data-quality gate fails its task
-without retries, and nothing is published: the site keeps yesterday's lists.
+without retries, and nothing is published: the site keeps yesterday's lists. So does an
+evaluation that scores the run's model worse than the champion beyond `gate_tolerance`,
+unless `force_publish` is set; `reports/<date>/evaluation.html` shows the numbers.
 """
 
 from __future__ import annotations
@@ -46,8 +49,20 @@ DEFAULTS = RunConfig(root=".", date="2000-01-01")
         "segment_columns": Param(",".join(DEFAULTS.segment_columns), type="string",
                                  description="Users-table columns for segment popularity (cold start), "
                                              "comma-separated, first preferred; empty = global only."),
-        "train_steps": Param(DEFAULTS.train_steps, type="integer", minimum=0,
-                             description="Fine-tuning steps (0 keeps the base weights)."),
+        "train_epochs": Param(DEFAULTS.train_epochs, type="integer", minimum=1,
+                              description="Training epochs at most; early stopping usually ends sooner."),
+        "train_mode": Param(DEFAULTS.train_mode, type="string", enum=["light", "full"],
+                            description="light: frozen text encoder, cached vectors (CPU); "
+                                        "full: fine-tune the encoder too (GPU)."),
+        "full_retrain": Param(DEFAULTS.full_retrain, type="boolean",
+                              description="Train from scratch instead of warm-starting from the last model."),
+        "holdout_days": Param(DEFAULTS.holdout_days, type="integer", minimum=1,
+                              description="Evaluate on the last N days before the run date (<= 7: unseen in training)."),
+        "gate_tolerance": Param(DEFAULTS.gate_tolerance, type="number", minimum=0, maximum=1,
+                                description="Block publishing when warm-user NDCG@10 falls below the champion's "
+                                            "times (1 - this)."),
+        "force_publish": Param(DEFAULTS.force_publish, type="boolean",
+                               description="Publish even when the evaluation gate blocks (the report says so)."),
         "skip_training": Param(DEFAULTS.skip_training, type="boolean",
                                description="Reuse the newest earlier model instead of training."),
     },
@@ -61,7 +76,9 @@ def nightrecs_daily():
         cfg = RunConfig(root=p["root"], date=p["run_date"] or when.date().isoformat(),
                         top_n=p["top_n"], max_per_category=p["max_per_category"],
                         new_item_quota=p["new_item_quota"], segment_columns=p["segment_columns"],
-                        train_steps=p["train_steps"],
+                        train_epochs=p["train_epochs"], train_mode=p["train_mode"],
+                        full_retrain=p["full_retrain"], holdout_days=p["holdout_days"],
+                        gate_tolerance=p["gate_tolerance"], force_publish=p["force_publish"],
                         skip_training=p["skip_training"],
                         base_model=os.environ.get("NIGHTRECS_BASE_MODEL") or None)
         return cfg.to_dict()

@@ -20,6 +20,7 @@ on validation Recall@K; checkpoints in safetensors so a crashed run resumes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -38,7 +39,7 @@ from tqdm import tqdm
 
 from models.baselines import top_n
 from models.evaluation import per_user
-from models.two_tower import pick_device
+from models.text import pick_device
 
 log = logging.getLogger(__name__)
 
@@ -456,22 +457,26 @@ class Recommender:
         opt.load_state_dict(sd)
         self.state = json.loads((src / "checkpoint.json").read_text())["state"]
 
-    def save(self, path: Path) -> None:
-        """Weights only (safetensors) + config: what the nightly embed step loads."""
+    def save(self, path: Path) -> str:
+        """Weights only (safetensors) + config: what the nightly embed step loads. Returns
+        the version, a digest of the weights: the same weights always get the same one."""
         path.mkdir(parents=True, exist_ok=True)
         save_file({k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()},
                   path / "model.safetensors")
         (path / "config.json").write_text(json.dumps({"model": asdict(self.cfg), "train": asdict(self.tcfg)}))
+        return "m-" + hashlib.sha256((path / "model.safetensors").read_bytes()).hexdigest()[:12]
 
-    def load_weights(self, path: Path) -> None:
-        """Warm start from a saved model; item rows are matched by index, so the caller
-        keeps item indices stable between runs."""
+    def load_weights(self, path: Path, item_rows: np.ndarray | None = None) -> None:
+        """Warm start from a saved model. ``item_rows[i]``: the saved model's index of this
+        model's item ``i``, -1 for an item it did not know (its ID row stays fresh); None:
+        the same indices. Everything else whose shape matches is copied."""
         state = load_file(path / "model.safetensors")
         own = self.model.state_dict()
+        rows = np.arange(self.cfg.n_items) if item_rows is None else np.asarray(item_rows)
         for k, v in state.items():
-            if k in own and own[k].shape != v.shape and k in ("items.ids.weight", "items.has_id"):
-                n = min(len(v), len(own[k]))
-                own[k][:n] = v[:n]
+            if k in ("items.ids.weight", "items.has_id"):  # row 0 is padding
+                known = (rows >= 0) & (rows < len(v) - 1)
+                own[k][1:][torch.from_numpy(known)] = v[1:][torch.from_numpy(rows[known])].to(own[k].dtype)
             elif k in own and own[k].shape == v.shape:
                 own[k] = v
         self.model.load_state_dict(own)

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
+import logging
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from models.two_tower import item_text
+from models.seqrec import EVENT_TYPES, Sequences
+from models.text import TextTower, encode, item_text
+from spark_jobs.features import EVENT_WEIGHTS
 from tasks import layout
 from tasks.storage import Root
+
+log = logging.getLogger(__name__)
+
+TEXT_TOKENS = 64  # item text is cut here; the description, last, goes first
 
 
 def load_catalog(root: Root, date: str) -> pd.DataFrame:
@@ -33,11 +44,62 @@ def price_bands(price: pd.Series) -> pd.Series:
     return pd.Series(band, index=price.index, dtype=object).where(price.notna(), None)
 
 
-def load_histories(root: Root, date: str, item_index: dict[str, int]) -> pd.DataFrame:
-    """Per-user histories as lists of catalog row indices, oldest first."""
-    h = root.read_parquet(layout.features(date, "histories"), columns=["user_id", "item_ids"])
-    h["items"] = [[item_index[i] for i in ids if i in item_index] for ids in h["item_ids"]]
-    return h[["user_id", "items"]]
+def unix_seconds(date: str) -> int:
+    """Midnight UTC of a run date: the moment its lists are for."""
+    return int(pd.Timestamp(date, tz="UTC").timestamp())
+
+
+def load_sequences(root: Root, date: str, item_ids: pd.Series) -> tuple[list[str], Sequences]:
+    """The ``histories`` feature table as model input: per user (in the returned order) the
+    catalog rows of their items, oldest first, each with its strongest event type (from the
+    event weight) and its last time. Items no longer in the catalog are left out."""
+    t = root.read_arrow(layout.features(date, "histories"), columns=["user_id", "item_ids", "weights", "ts"])
+    users = t.column("user_id").to_pylist()
+    lists = {c: t.column(c).combine_chunks() for c in ("item_ids", "weights", "ts")}
+    lengths = pc.list_value_length(lists["item_ids"]).fill_null(0).to_numpy()
+    user = np.repeat(np.arange(len(users)), lengths)
+    item = pd.Index(item_ids).get_indexer(lists["item_ids"].flatten().to_numpy(zero_copy_only=False))
+    ts = pc.cast(lists["ts"].flatten(), pa.timestamp("s"), safe=False).cast(pa.int64()).to_numpy()  # floor to s
+    by_weight = {}
+    for name, w in EVENT_WEIGHTS.items():  # equal weights (rating, add_to_cart): the first
+        by_weight.setdefault(w, EVENT_TYPES.index(name) + 1)
+    weights = lists["weights"].flatten().to_numpy()
+    etype = np.array([by_weight.get(float(w), EVENT_TYPES.index("view") + 1) for w in weights], dtype=np.int64)
+    keep = item >= 0
+    return users, Sequences.from_events(user[keep], item[keep], etype[keep], ts[keep], len(users))
+
+
+def model_fingerprint(model_dir: str | Path) -> str:
+    """A digest of a text model's config and weights: cached vectors are only reused for the same model."""
+    h = hashlib.sha256()
+    for name in ("config.json", "model.safetensors"):
+        h.update((Path(model_dir) / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def text_vectors(root: Root, texts: list[str], model_dir: str | Path) -> tuple[np.ndarray, str]:
+    """The frozen text encoder's vector of every text, and the model's fingerprint. Vectors
+    are cached per (model, text) under ``cache/text_vectors/``: a night embeds only new or
+    changed item texts. The cache keeps the texts of the latest catalog only."""
+    fingerprint = model_fingerprint(model_dir)
+    key = layout.text_cache(fingerprint)
+    shas = [hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts]
+    cached: dict[str, np.ndarray] = {}
+    if root.exists(key):
+        c = root.read_arrow(key)
+        vecs = c.column("vector").combine_chunks()
+        cached = dict(zip(c.column("text_sha").to_pylist(),
+                          vecs.flatten().to_numpy().reshape(len(c), vecs.type.list_size)))
+    missing = list({s: i for i, s in enumerate(shas) if s not in cached}.values())  # each text once
+    log.info("text vectors: %d of %d texts cached, embedding %d", len(texts) - len(missing), len(texts), len(missing))
+    if missing:
+        new = encode(TextTower(model_dir), [texts[i] for i in missing], TEXT_TOKENS, desc="embed item texts")
+        cached.update({shas[i]: v for i, v in zip(missing, new)})
+    out = np.stack([cached[s] for s in shas])
+    if missing:
+        distinct = list(dict.fromkeys(shas))
+        write_vectors(root, key, "text_sha", distinct, np.stack([cached[s] for s in distinct]))
+    return out.astype(np.float32), fingerprint
 
 
 def write_vectors(root: Root, key: str, id_col: str, ids: list[str], vectors: np.ndarray) -> None:

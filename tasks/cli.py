@@ -41,8 +41,17 @@ def _parser() -> argparse.ArgumentParser:
                    help="list slots for new items (0 = none)")
     r.add_argument("--segments", default="",
                    help="users columns for segment popularity (cold start), comma-separated, first preferred")
-    r.add_argument("--train-steps", type=int, default=RunConfig.train_steps)
+    r.add_argument("--train-epochs", type=int, default=RunConfig.train_epochs,
+                   help="training epochs at most (early stopping on the last days)")
+    r.add_argument("--train-mode", choices=("light", "full"), default=RunConfig.train_mode,
+                   help="light: frozen text encoder (CPU); full: fine-tune it too (GPU)")
+    r.add_argument("--full-retrain", action="store_true", help="train from scratch, not from the last model")
     r.add_argument("--skip-training", action="store_true")
+    r.add_argument("--holdout-days", type=int, default=RunConfig.holdout_days,
+                   help="evaluate on the last N days before the run date")
+    r.add_argument("--gate-tolerance", type=float, default=RunConfig.gate_tolerance,
+                   help="block publishing below the champion's warm NDCG@10 times (1 - this)")
+    r.add_argument("--force-publish", action="store_true", help="publish even when the evaluation gate blocks")
     r.add_argument("--base-model", help="local model folder (default: packaged all-MiniLM-L6-v2)")
 
     recs = sub.add_parser("recs", help="read the published lists").add_subparsers(
@@ -90,7 +99,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         cfg = RunConfig(root=args.root, date=args.date, top_n=args.top_n,
                         max_per_category=args.max_per_category, new_item_quota=args.new_item_quota,
                         segment_columns=args.segments,
-                        train_steps=args.train_steps, skip_training=args.skip_training,
+                        train_epochs=args.train_epochs, train_mode=args.train_mode,
+                        full_retrain=args.full_retrain, skip_training=args.skip_training,
+                        holdout_days=args.holdout_days, gate_tolerance=args.gate_tolerance,
+                        force_publish=args.force_publish,
                         base_model=args.base_model)
         results = run_pipeline(cfg)
         print(json.dumps(results["publish"]))

@@ -58,6 +58,14 @@ def model_dir(date: str) -> str:
     return f"models/{date}"
 
 
+def checkpoint(date: str) -> str:
+    return f"checkpoints/{date}"
+
+
+def text_cache(fingerprint: str) -> str:
+    return f"cache/text_vectors/{fingerprint}.parquet"
+
+
 def embeddings(date: str, name: str = "") -> str:
     return f"embeddings/{date}/{name}".rstrip("/")
 
@@ -91,11 +99,14 @@ class RunConfig:
     root: str
     date: str
     top_n: int = 20
-    train_steps: int = 50
+    # training (models/seqrec.py): light = frozen text encoder, full = fine-tune it (GPU)
+    train_mode: str = "light"
+    train_epochs: int = 20  # at most; early stopping on the last VALID_DAYS usually ends sooner
+    full_retrain: bool = False  # True: start from scratch instead of the newest earlier model
     skip_training: bool = False
-    batch_size: int = 32
-    learning_rate: float = 3e-5
-    history_len: int = 6
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    history_len: int = 6  # recent items a "similar to" reason looks at
     base_model: str | None = None  # a local model folder; None = the packaged all-MiniLM-L6-v2
     seed: int = 13
     # business rules (see models/rules.py); off by default: each costs accuracy, the shop
@@ -106,6 +117,13 @@ class RunConfig:
     # users-table columns that define segments for popularity fallbacks (cold start), most
     # specific first, e.g. ("country", "age_band"); () = global popularity only
     segment_columns: tuple[str, ...] = ()
+    # evaluation and the publish gate (tasks/evaluate.py)
+    holdout_days: int = 7  # the last days before the run date; <= 7 keeps them out of training
+    eval_k: int = 10
+    eval_users: int = 20_000  # per warm / cold group, sampled
+    gate_metric: str = "ndcg"  # ndcg, recall, hr or mrr on warm users
+    gate_tolerance: float = 0.1  # block publishing below the champion's score * (1 - this)
+    force_publish: bool = False
     # data-quality gates (see expectations/)
     max_bad_fraction: float = 0.01  # per table: quarantine more than this and the run fails
     first_event_date: str = "1990-01-01"
@@ -129,8 +147,16 @@ class RunConfig:
         for name in ("max_per_category", "new_item_quota", "new_item_days"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.train_steps < 0:
-            raise ValueError(f"train_steps must be >= 0, got {self.train_steps}")
+        if self.train_epochs < 1:
+            raise ValueError(f"train_epochs must be >= 1, got {self.train_epochs}")
+        if self.holdout_days < 1 or self.eval_k < 1 or self.eval_users < 1:
+            raise ValueError("holdout_days, eval_k and eval_users must be >= 1")
+        if self.gate_metric not in ("ndcg", "recall", "hr", "mrr"):
+            raise ValueError(f"gate_metric must be ndcg, recall, hr or mrr, got {self.gate_metric!r}")
+        if not 0 <= self.gate_tolerance <= 1:
+            raise ValueError(f"gate_tolerance must be in [0, 1], got {self.gate_tolerance}")
+        if self.train_mode not in ("light", "full"):
+            raise ValueError(f"train_mode must be light or full, got {self.train_mode!r}")
         if not 0 <= self.max_bad_fraction <= 1:
             raise ValueError(f"max_bad_fraction must be in [0, 1], got {self.max_bad_fraction}")
 

@@ -29,6 +29,7 @@ STEPS: dict[str, str] = {
     "embed_catalog": "tasks.embed",
     "retrieve": "tasks.retrieve",
     "validate_recs": "tasks.validate_recs",
+    "evaluate": "tasks.evaluate",
     "publish": "tasks.publish",
 }
 

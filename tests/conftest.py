@@ -38,7 +38,7 @@ def tiny_model(tmp_path_factory) -> str:
     """A 2-layer, 32-wide BERT with the real MiniLM tokenizer: same code path, seconds to train."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from models.two_tower import default_base_model
+    from models.text import default_base_model
 
     out = tmp_path_factory.mktemp("tiny-model")
     config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
@@ -82,7 +82,7 @@ def published_shop(tmp_path_factory, shop_template, tiny_model) -> Path:
 
     root = tmp_path_factory.mktemp("published") / "shop"
     shutil.copytree(shop_template, root)
-    run_pipeline(RunConfig(root=str(root), date=SHOP_DATE, top_n=10, train_steps=3,
+    run_pipeline(RunConfig(root=str(root), date=SHOP_DATE, top_n=10, train_epochs=3,
                            batch_size=8, base_model=tiny_model))
     return root
 

@@ -75,7 +75,7 @@ def broken_shop(published_shop, tmp_path, tiny_model):
     root = tmp_path / "shop"
     shutil.copytree(published_shop, root)
     snapshot = {p.relative_to(root): p.read_bytes() for p in (root / "recs").rglob("*") if p.is_file()}
-    yield root, RunConfig(root=str(root), date=SHOP_DATE, top_n=10, train_steps=1, base_model=tiny_model)
+    yield root, RunConfig(root=str(root), date=SHOP_DATE, top_n=10, train_epochs=1, base_model=tiny_model)
     after = {p.relative_to(root): p.read_bytes() for p in (root / "recs").rglob("*") if p.is_file()}
     assert after == snapshot, "a failed run changed recs/"
 

@@ -28,7 +28,7 @@ def test_run_and_read_on_s3(s3_env, tiny_model, tmp_path):
     assert json.loads(made.stdout)["users"] == 80
 
     run = nightrecs("run", "--root", root, "--date", SHOP_DATE, "--top-n", "7",
-                    "--train-steps", "2", "--base-model", tiny_model, env=env)
+                    "--train-epochs", "2", "--base-model", tiny_model, env=env)
     assert run.returncode == 0, run.stderr[-3000:]
     assert json.loads(run.stdout.splitlines()[-1])["users"] == 80
 
@@ -80,7 +80,7 @@ def test_spark_reads_and_writes_s3a(s3_env, tiny_model, shop):
         s3.write_bytes(path.relative_to(shop).as_posix(), path.read_bytes())
     env = {k: v for k, v in s3_env.items() if k != "bucket"}
     env["NIGHTRECS_SPARK_JARS"] = os.environ["NIGHTRECS_TEST_S3A_JARS"]
-    run = nightrecs("run", "--root", root, "--date", SHOP_DATE, "--top-n", "5", "--train-steps", "1",
+    run = nightrecs("run", "--root", root, "--date", SHOP_DATE, "--top-n", "5", "--train-epochs", "1",
                     "--base-model", tiny_model, env=env)
     assert run.returncode == 0, run.stderr[-3000:]
     # Spark's own committer wrote these (the staging upload skips _ files)

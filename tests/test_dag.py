@@ -34,8 +34,9 @@ def test_graph_and_settings(dag):
         assert dag.get_task(down).upstream_task_ids >= {up}
     assert dag.catchup is False and dag.max_active_runs == 1
     assert dag.get_task("build_features").retries == 2
-    assert {"root", "top_n", "train_steps", "skip_training", "run_date", "max_per_category",
-            "new_item_quota", "segment_columns"} <= set(dag.params)
+    assert {"root", "top_n", "train_epochs", "train_mode", "full_retrain", "skip_training", "run_date",
+            "max_per_category", "new_item_quota", "segment_columns", "holdout_days", "gate_tolerance",
+            "force_publish"} <= set(dag.params)
 
 
 def test_dag_file_does_not_import_heavy_modules():
@@ -51,7 +52,7 @@ def test_dag_file_does_not_import_heavy_modules():
 def test_dag_test_runs_the_whole_pipeline(dag, shop, tiny_model, monkeypatch):
     monkeypatch.setenv("NIGHTRECS_BASE_MODEL", tiny_model)
     run = dag.test(logical_date=dt.datetime.fromisoformat(SHOP_DATE).replace(tzinfo=dt.UTC),
-                   run_conf={"root": str(shop), "top_n": 5, "train_steps": 2, "segment_columns": "country"})
+                   run_conf={"root": str(shop), "top_n": 5, "train_epochs": 2, "segment_columns": "country"})
     assert run.state == "success"
     latest = json.loads((shop / "recs/LATEST").read_text())
     manifest = json.loads((shop / "recs" / latest["manifest"]).read_text())

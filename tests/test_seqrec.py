@@ -144,13 +144,22 @@ def test_save_and_warm_start(tmp_path):
     warm = Recommender(*small(epochs=0), text())
     warm.load_weights(tmp_path / "m")
     assert np.allclose(warm.item_vectors(), rec.item_vectors())
+    # next night's catalog: one new item first, the others in reverse order; their ID
+    # rows follow them by the row map, the new item starts as text only
+    model_cfg, train_cfg = small(epochs=0)
+    model_cfg.n_items = N_ITEMS + 1
+    moved = Recommender(model_cfg, train_cfg, np.concatenate([text()[:1], text()[::-1]]))
+    moved.load_weights(tmp_path / "m", np.array([-1, *range(N_ITEMS - 1, -1, -1)]))
+    assert np.allclose(moved.item_vectors()[1:], rec.item_vectors()[::-1], atol=1e-6)
+    assert not moved.model.items.has_id[1] and moved.model.items.has_id[2:].cpu().tolist() == \
+        rec.model.items.has_id[1:].flip(0).cpu().tolist()
     with pytest.raises(FileNotFoundError):
         warm.load_weights(tmp_path / "missing")
 
 
 def test_full_mode_fine_tunes_the_text_encoder(tiny_model):
     from models.seqrec import TextEncoder
-    from models.two_tower import TextTower
+    from models.text import TextTower
 
     tower = TextTower(tiny_model)
     texts = [f"item {i} of shelf {i % 6}" + " long" * (i % 5) for i in range(N_ITEMS)]
