@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -23,7 +22,8 @@ import scipy.sparse as sp
 
 from expectations.errors import DataQualityError
 from models.baselines import CoOccurrence, Popularity, top_n
-from models.evaluation import summarize
+from models.evaluation import Holdout, holdout, interactions, summarize
+from models.hybrid import Hybrid
 from models.seqrec import Recommender, Sequences
 from tasks import layout
 from tasks.catalog import load_catalog, load_sequences, unix_seconds
@@ -44,47 +44,10 @@ class PublishBlocked(DataQualityError):
     """The run's lists score worse than the champion's beyond the tolerance."""
 
 
-@dataclass
-class Holdout:
-    past: Sequences  # every user's history before the holdout
-    truth: sp.csr_matrix  # users x items: first touched inside the holdout
-    warm: np.ndarray  # user indices with truth and a past
-    cold: np.ndarray  # user indices with truth and no past
-    start: int  # unix seconds
-
-
-def holdout(seqs: Sequences, n_items: int, start: int) -> Holdout:
-    cuts = [int(np.searchsorted(t, start)) for t in seqs.ts]
-    past = Sequences(*[[a[:c] for a, c in zip(col, cuts)] for col in (seqs.items, seqs.types, seqs.ts)])
-    rows, cols = [], []
-    for u, (items, c) in enumerate(zip(seqs.items, cuts)):
-        new = np.setdiff1d(items[c:], items[:c])
-        rows.append(np.full(len(new), u))
-        cols.append(new)
-    rows_, cols_ = np.concatenate(rows or [np.zeros(0, int)]), np.concatenate(cols or [np.zeros(0, int)])
-    truth = sp.csr_matrix((np.ones(len(rows_)), (rows_, cols_)), shape=(len(seqs.items), n_items))
-    has_truth = np.diff(truth.indptr) > 0
-    has_past = np.array([c > 0 for c in cuts], dtype=bool)
-    return Holdout(past, truth, np.flatnonzero(has_truth & has_past), np.flatnonzero(has_truth & ~has_past), start)
-
-
-def interactions(seqs: Sequences, n_items: int, since: int | None = None) -> sp.csr_matrix:
-    """Users x items, 1 where touched (at or after ``since``, when given)."""
-    user = np.repeat(np.arange(len(seqs.items)), [len(a) for a in seqs.items])
-    item = np.concatenate(seqs.items) if seqs.items else np.zeros(0, int)
-    keep = np.ones(len(item), bool) if since is None else np.concatenate(seqs.ts) >= since
-    m = sp.csr_matrix((np.ones(int(keep.sum())), (user[keep], item[keep])), shape=(len(seqs.items), n_items))
-    m.data[:] = 1.0
-    return m
-
-
-def model_lists(rec: Recommender, h: Holdout, users: np.ndarray, seen: sp.csr_matrix, k: int) -> np.ndarray:
-    items = rec.item_vectors()
-    out = []
-    for s in range(0, len(users), BATCH):
-        batch = users[s:s + BATCH]
-        out.append(top_n(rec.user_vectors(h.past, batch.tolist(), h.start) @ items.T, k, seen[batch])[0])
-    return np.concatenate(out) if out else np.zeros((0, k), np.int64)
+def model_lists(rec: Recommender, h: Holdout, users: np.ndarray, seen: sp.csr_matrix, k: int, seed: int) -> np.ndarray:
+    """The lists retrieve would have made at the holdout's start: the hybrid ranker learned
+    on the week before it."""
+    return Hybrid(rec, seen.shape[1], seed=seed).fit(h.past, h.start).recommend(h.past, users, seen, h.start, k)[0]
 
 
 def baseline_lists(model, users: np.ndarray, seen: sp.csr_matrix, k: int) -> np.ndarray:
@@ -92,10 +55,20 @@ def baseline_lists(model, users: np.ndarray, seen: sp.csr_matrix, k: int) -> np.
     return np.concatenate(out) if out else np.zeros((0, k), np.int64)
 
 
+def decayed(past: Sequences, n_items: int, at: int, half_life_days: float = 7.0) -> sp.csr_matrix:
+    """Users x items, each touch weighted 0.5 ** (its age in days / half-life): the shape
+    of the feature job's decayed popularity, from the histories."""
+    user = np.repeat(np.arange(len(past.items)), [len(a) for a in past.items])
+    ts = np.concatenate(past.ts) if past.ts else np.zeros(0)
+    w = 0.5 ** ((at - ts) / 86400 / half_life_days)
+    item = np.concatenate(past.items) if past.items else np.zeros(0, int)
+    return sp.csr_matrix((w, (user, item)), shape=(len(past.items), n_items))
+
+
 def segment_lists(users: np.ndarray, user_values: list[np.ndarray], recent: sp.csr_matrix,
                   global_scores: np.ndarray, k: int) -> np.ndarray:
     """Cold users' lists as retrieve builds them: the first segment column whose value has
-    recent activity ranks its users' recent items, everyone's recent popularity fills up."""
+    activity ranks its users' items by decayed popularity, everyone's fills up."""
     n_items = recent.shape[1]
     base = global_scores / max(global_scores.max(), 1e-12)  # in [0, 1]
     scores = np.tile(base, (len(users), 1))
@@ -161,7 +134,7 @@ def evaluate(cfg: RunConfig) -> dict:
     fit_users = sample_rows(seen, CO_FIT_USERS, rng)
 
     warm_lists = {
-        "nightrecs": model_lists(load_model(root, cfg, catalog), h, warm, seen, k),
+        "nightrecs": model_lists(load_model(root, cfg, catalog), h, warm, seen, k, cfg.seed),
         "popularity": baseline_lists(Popularity().fit(seen), warm, seen, k),
         "recent_popularity": baseline_lists(Popularity().fit(recent), warm, seen, k),
         "co_occurrence": baseline_lists(CoOccurrence().fit(fit_users), warm, seen, k),
@@ -171,7 +144,7 @@ def evaluate(cfg: RunConfig) -> dict:
     if champ and champ[1] != cfg.date:
         try:
             champ_model = load_model(root, RunConfig(**{**cfg.to_dict(), "date": champ[1]}), catalog)
-            warm_lists["champion"] = model_lists(champ_model, h, warm, seen, k)
+            warm_lists["champion"] = model_lists(champ_model, h, warm, seen, k, cfg.seed)
         except ValueError as e:  # another text model: not comparable on today's vectors
             log.warning("champion %s not evaluated: %s", champ[0], e)
             champ = None
@@ -180,10 +153,10 @@ def evaluate(cfg: RunConfig) -> dict:
         champ = None
     users_table = root.read_parquet(layout.validated(cfg.date, "users"), columns=["user_id", *cfg.segment_columns])
     by_user = users_table.set_index("user_id").reindex(user_ids)
-    recent_pop = np.asarray(recent.sum(0)).ravel()
+    decay = decayed(h.past, n_items, h.start)
     cold_lists = {
         "nightrecs": segment_lists(cold, [by_user[c].to_numpy(dtype=object) for c in cfg.segment_columns],
-                                   recent, recent_pop, k),
+                                   decay, np.asarray(decay.sum(0)).ravel(), k),
         "popularity": baseline_lists(Popularity().fit(seen), cold, seen, k),
         "recent_popularity": baseline_lists(Popularity().fit(recent), cold, seen, k),
     }

@@ -9,13 +9,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
+from models.hybrid import Hybrid
 from models.retrieval import build_index, top_k_excluding
 from models.rules import Rules, pick
 from tasks import layout
-from tasks.catalog import load_catalog, read_vectors
+from tasks.catalog import load_catalog, load_sequences, read_vectors, unix_seconds
 from tasks.layout import RunConfig
-from tasks.storage import open_root
+from tasks.storage import Root, open_root
+from tasks.train import load_model
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +141,7 @@ def retrieve(cfg: RunConfig) -> dict:
     user_excl = [exclude.get(u, set()) for u in user_ids]
 
     depth = cfg.top_n * (5 if cfg.max_per_category else 1)  # room for what the cap skips
-    ids, scores = top_k_excluding(build_index(vecs, len(user_vecs)), user_vecs, depth, user_excl)
-    retrieved = {u: (r_ids[r_ids >= 0], r_sc[r_ids >= 0]) for u, r_ids, r_sc in zip(user_ids, ids, scores)}
+    retrieved = ranked(root, cfg, catalog, cand_index, excl, depth)
     features = root.read_parquet(layout.features(cfg.date, "item_features"), columns=["item_id", "first_seen"])
     new = np.flatnonzero(new_items(cand, features, cfg.date, cfg.new_item_days))
     new_for: dict[str, np.ndarray] = {}
@@ -179,6 +181,26 @@ def retrieve(cfg: RunConfig) -> dict:
              "in %d lists", len(users), cold, len(recs), by_source, relaxed)
     return {"staging": root.full(layout.staging(cfg.date)), "users": len(users),
             "cold_users": cold, "rows": len(recs), "by_source": by_source, "cap_relaxed": relaxed}
+
+
+def ranked(root: Root, cfg: RunConfig, catalog: pd.DataFrame, cand_index: dict[str, int], excl: pd.DataFrame,
+           depth: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per user with a history: in-stock candidate indices and scores, best first, from
+    the hybrid ranker (model, co-occurrence and popularity candidates, weights learned on
+    the last week); bought or rated items excluded."""
+    at = unix_seconds(cfg.date)
+    user_ids, seqs = load_sequences(root, cfg.date, catalog["item_id"])
+    hybrid = Hybrid(load_model(root, cfg, catalog), len(catalog), seed=cfg.seed).fit(seqs, at)
+    row_of_user = {u: i for i, u in enumerate(user_ids)}
+    row_of_item = {item: i for i, item in enumerate(catalog["item_id"])}
+    pairs = [(row_of_user[u], row_of_item[i]) for u, i in excl.itertuples(index=False)
+             if u in row_of_user and i in row_of_item]
+    seen = sp.csr_matrix((np.ones(len(pairs)), ([p[0] for p in pairs], [p[1] for p in pairs])),
+                         shape=(len(user_ids), len(catalog)))
+    users = np.flatnonzero([len(a) for a in seqs.items])
+    cand_of = np.array([cand_index.get(i, -1) for i in catalog["item_id"]])  # -1: out of stock
+    ids, scores = hybrid.recommend(seqs, users, seen, at, depth, allowed=cand_of >= 0)
+    return {user_ids[u]: (cand_of[r[r >= 0]], s[r >= 0].astype(np.float32)) for u, r, s in zip(users, ids, scores)}
 
 
 def reasons(recs: pd.DataFrame, cands: np.ndarray, categories: list[str | None], histories: pd.DataFrame,

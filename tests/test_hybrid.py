@@ -1,0 +1,46 @@
+"""The hybrid ranker (models/hybrid.py) on a shop where co-occurrence carries the signal."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from models.evaluation import holdout, interactions, per_user
+from models.hybrid import Hybrid
+from models.seqrec import EVENT_TYPES, ModelConfig, Recommender, Sequences, TrainConfig
+
+N_ITEMS, N_USERS, T0, DAY = 60, 300, 1_700_000_000, 86_400
+
+
+def daily_walks() -> Sequences:
+    """User u walks the items from a random start, item i then i + 1, one step a day."""
+    rng = np.random.default_rng(0)
+    users, items, ts = [], [], []
+    for u in range(N_USERS):
+        start, length = rng.integers(N_ITEMS), rng.integers(8, 16)
+        users += [u] * length
+        items += [(start + t) % N_ITEMS for t in range(length)]
+        ts += [T0 + t * DAY + u for t in range(length)]
+    return Sequences.from_events(np.array(users), np.array(items), np.full(len(users), EVENT_TYPES.index("click") + 1),
+                                 np.array(ts), N_USERS)
+
+
+def test_ranker_weights_are_learned_and_lists_respect_exclusions():
+    seqs = daily_walks()
+    text = np.random.default_rng(1).normal(size=(N_ITEMS, 8)).astype(np.float32)
+    rec = Recommender(ModelConfig(n_items=N_ITEMS, text_dim=8, dim=16, layers=1, max_len=12),
+                      TrainConfig(epochs=1), text)  # barely trained: co-occurrence must carry it
+    at = T0 + 12 * DAY
+    hybrid = Hybrid(rec, N_ITEMS, depth=20).fit(seqs, at - 3 * DAY)
+    weights = hybrid.ranker.weights(["model_score", "model_rr", "co_score", "co_rr", "pop_score", "pop_rr", "pop"])
+    assert weights["co_score"] > 0 and weights["co_score"] > abs(weights["model_score"])
+    h = holdout(seqs, N_ITEMS, at - 3 * DAY)
+    seen = interactions(h.past, N_ITEMS)
+    allowed = np.ones(N_ITEMS, bool)
+    allowed[[5, 6]] = False  # out of stock
+    ids, scores = hybrid.recommend(h.past, h.warm, seen, h.start, 10, allowed=allowed)
+    assert ids.shape == (len(h.warm), 10) and not np.isin(ids, [5, 6]).any()
+    for row, u in zip(ids, h.warm):
+        assert not set(row[row >= 0]) & set(seen[u].indices)
+    assert ((scores[ids >= 0] > 0) & (scores[ids >= 0] < 1)).all()
+    assert (np.diff(scores, axis=1) <= 1e-12).all()  # best first
+    assert np.nanmean(per_user(ids, h.truth[h.warm])["hr"]) > 0.9  # the next step is nearly always listed
