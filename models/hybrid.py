@@ -45,12 +45,15 @@ class Hybrid:
         self.popularity = np.log1p(np.asarray(interactions(past, self.n_items, since=at - self.window).sum(0)).ravel())
 
     def _candidates(self, past: Sequences, users: np.ndarray, seen: sp.csr_matrix, at: int) -> Candidates:
+        """Each source's candidates from the histories ``past``; ``seen`` rows are excluded."""
         vecs = self.rec.user_vectors(past, users.tolist(), at)
         exclude = [set(seen[u].indices.tolist()) for u in users]
         sources = {"model": top_k_excluding(build_index(self.items, len(users)), vecs, self.depth, exclude)}
+        history = interactions(past, self.n_items)  # co-occurrence reads every item touched
         co_ids, co_scores = [], []
         for s in range(0, len(users), 512):
-            i, sc = self.co.recommend(users[s:s + 512], seen, self.depth)
+            batch = users[s:s + 512]
+            i, sc = top_n((history[batch] @ self.co.similarity).toarray(), self.depth, seen[batch])
             co_ids.append(i)
             co_scores.append(np.where(np.isfinite(sc), sc, 0.0))
         sources["co_occurrence"] = (np.concatenate(co_ids), np.concatenate(co_scores))

@@ -44,3 +44,18 @@ def test_ranker_weights_are_learned_and_lists_respect_exclusions():
     assert ((scores[ids >= 0] > 0) & (scores[ids >= 0] < 1)).all()
     assert (np.diff(scores, axis=1) <= 1e-12).all()  # best first
     assert np.nanmean(per_user(ids, h.truth[h.warm])["hr"]) > 0.9  # the next step is nearly always listed
+
+
+def test_co_occurrence_reads_the_history_not_only_the_exclusions():
+    """At serving time only bought or rated items are excluded; a user who bought nothing
+    still gets co-occurrence candidates from what they viewed."""
+    seqs = daily_walks()
+    rec = Recommender(ModelConfig(n_items=N_ITEMS, text_dim=8, dim=16, layers=1, max_len=12), TrainConfig(epochs=1),
+                      np.random.default_rng(1).normal(size=(N_ITEMS, 8)).astype(np.float32))
+    at = T0 + 12 * DAY
+    hybrid = Hybrid(rec, N_ITEMS, depth=20).fit(seqs, at)
+    users = np.flatnonzero([len(a) for a in seqs.items])
+    nothing_bought = interactions(Sequences([a[:0] for a in seqs.items], seqs.types, seqs.ts), N_ITEMS)
+    c = hybrid._candidates(seqs, users, nothing_bought, at)
+    co = c.features[:, c.names.index("co_occurrence_score")]
+    assert len(np.unique(c.row[co > 0])) == len(users)
