@@ -145,7 +145,7 @@ def evaluate(cfg: RunConfig) -> dict:
         try:
             champ_model = load_model(root, RunConfig(**{**cfg.to_dict(), "date": champ[1]}), catalog)
             warm_lists["champion"] = model_lists(champ_model, h, warm, seen, k, cfg.seed)
-        except ValueError as e:  # another text model: not comparable on today's vectors
+        except (ValueError, KeyError, FileNotFoundError) as e:  # another text model or an older format
             log.warning("champion %s not evaluated: %s", champ[0], e)
             champ = None
     elif champ:

@@ -33,8 +33,9 @@ ITEMS_FILE = "item_ids.json"
 
 
 def previous_model(root: Root, before: str) -> str | None:
-    """The newest ``models/<date>`` key with a date before ``before``, if any."""
-    dates = sorted({k.split("/")[1] for k in root.list("models") if k.endswith(META_FILE)})
+    """The newest ``models/<date>`` key with a date before ``before``, if any (models of an
+    older format, without item ids, cannot be matched to a catalog and are skipped)."""
+    dates = sorted({k.split("/")[1] for k in root.list("models") if k.endswith(ITEMS_FILE)})
     older = [d for d in dates if d < before]
     return layout.model_dir(older[-1]) if older else None
 

@@ -110,3 +110,15 @@ def test_comparable_run_passes(shop):
     train_model(cfg)
     result = evaluate(cfg)
     assert result["gate"]["passed"] and result["ndcg_warm"] > 0.5
+
+
+def test_a_champion_of_an_older_model_format_is_not_compared(shop):
+    """An upgrade: the live lists came from a model folder this version cannot load; the
+    run is evaluated without a champion instead of failing, and trains from scratch."""
+    root, _, base = shop
+    (root.local_path(f"models/{CHAMPION_DATE}/item_ids.json")).unlink()
+    cfg = RunConfig(date=DATE, **base)
+    assert train_model(cfg)["epochs"] > 0
+    assert json.loads(root.read_text(f"models/{DATE}/nightrecs_model.json"))["source"] == "scratch"
+    result = evaluate(cfg)
+    assert result["gate"] == {"passed": True, "forced": False, "verdict": "no champion to compare with"}
