@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from models.evaluation import holdout, interactions, per_user
+from models.baselines import top_n
 from models.hybrid import Hybrid
+from models.retrieval import build_index
 from models.seqrec import EVENT_TYPES, ModelConfig, Recommender, Sequences, TrainConfig
 
 N_ITEMS, N_USERS, T0, DAY = 60, 300, 1_700_000_000, 86_400
@@ -44,6 +46,11 @@ def test_ranker_weights_are_learned_and_lists_respect_exclusions():
     assert ((scores[ids >= 0] > 0) & (scores[ids >= 0] < 1)).all()
     assert (np.diff(scores, axis=1) <= 1e-12).all()  # best first
     assert np.nanmean(per_user(ids, h.truth[h.warm])["hr"]) > 0.9  # the next step is nearly always listed
+    small_batches = hybrid.recommend(h.past, h.warm, seen, h.start, 10, allowed=allowed, batch=7)
+    assert np.array_equal(small_batches[0], ids) and np.allclose(small_batches[1], scores)
+    # the popularity source without a dense users x items block: as the dense top-n
+    dense = top_n(np.broadcast_to(hybrid.popularity, (len(h.warm), N_ITEMS)), 20, seen[h.warm])[0]
+    assert np.array_equal(hybrid._popular(h.warm, seen)[0], dense)
 
 
 def test_co_occurrence_reads_the_history_not_only_the_exclusions():
@@ -56,6 +63,7 @@ def test_co_occurrence_reads_the_history_not_only_the_exclusions():
     hybrid = Hybrid(rec, N_ITEMS, depth=20).fit(seqs, at)
     users = np.flatnonzero([len(a) for a in seqs.items])
     nothing_bought = interactions(Sequences([a[:0] for a in seqs.items], seqs.types, seqs.ts), N_ITEMS)
-    c = hybrid._candidates(seqs, users, nothing_bought, at)
+    c = hybrid._candidates(seqs, interactions(seqs, N_ITEMS), users, nothing_bought, at,
+                           build_index(hybrid.items, len(users)))
     co = c.features[:, c.names.index("co_occurrence_score")]
     assert len(np.unique(c.row[co > 0])) == len(users)
