@@ -60,10 +60,11 @@ class Hybrid:
         return ids, np.where(ids >= 0, self.popularity[np.maximum(ids, 0)], 0.0)
 
     def _candidates(self, past: Sequences, history: sp.csr_matrix, users: np.ndarray, seen: sp.csr_matrix,
-                    at: int, index) -> Candidates:
+                    at: int, index, vecs: np.ndarray | None = None) -> Candidates:
         """Each source's candidates for one batch of ``users``: ``history`` (users x items)
-        is what they touched, ``seen`` what must not be listed."""
-        vecs = self.rec.user_vectors(past, users.tolist(), at)
+        is what they touched, ``seen`` what must not be listed; ``vecs``: their user
+        vectors when already computed."""
+        vecs = self.rec.user_vectors(past, users.tolist(), at) if vecs is None else vecs
         exclude = [set(seen[u].indices.tolist()) for u in users]
         # dense per batch: the product is dense for popular items, and np.partition beats
         # sorting its stored entries (a sparse top-n ran 9x slower at 50k users x 20k items)
@@ -88,16 +89,19 @@ class Hybrid:
         return self
 
     def recommend(self, past: Sequences, users: np.ndarray, seen: sp.csr_matrix, at: int, n: int,
-                  allowed: np.ndarray | None = None, batch: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+                  allowed: np.ndarray | None = None, vectors: np.ndarray | None = None,
+                  batch: int = 2048) -> tuple[np.ndarray, np.ndarray]:
         """Top ``n`` per user (rows of ``seen`` excluded; only ``allowed`` items, say in
-        stock, when given), padded with -1; users in batches, so memory stays bounded."""
+        stock, when given), padded with -1; users in batches, so memory stays bounded.
+        ``vectors``: the users' vectors at ``at`` (one row per user), if already made."""
         users = np.asarray(users)
         index = build_index(self.items, len(users))
         history = interactions(past, self.n_items)
         out_ids, out_scores = [np.zeros((0, n), np.int64)], [np.zeros((0, n))]
         for s in tqdm(range(0, len(users), batch), desc="rank", unit="batch"):
             b = users[s:s + batch]
-            cands = self._candidates(past, history, b, seen, at, index)
+            cands = self._candidates(past, history, b, seen, at, index,
+                                     None if vectors is None else vectors[s:s + batch])
             if allowed is not None:
                 keep = allowed[cands.item]
                 cands = Candidates(cands.row[keep], cands.item[keep], cands.features[keep], cands.names)

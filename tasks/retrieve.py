@@ -141,7 +141,7 @@ def retrieve(cfg: RunConfig) -> dict:
     user_excl = [exclude.get(u, set()) for u in user_ids]
 
     depth = cfg.top_n * (5 if cfg.max_per_category else 1)  # room for what the cap skips
-    retrieved = ranked(root, cfg, catalog, cand_index, excl, depth)
+    retrieved = ranked(root, cfg, catalog, cand_index, excl, depth, dict(zip(user_ids, user_vecs)))
     features = root.read_parquet(layout.features(cfg.date, "item_features"), columns=["item_id", "first_seen"])
     new = np.flatnonzero(new_items(cand, features, cfg.date, cfg.new_item_days))
     new_for: dict[str, np.ndarray] = {}
@@ -184,10 +184,11 @@ def retrieve(cfg: RunConfig) -> dict:
 
 
 def ranked(root: Root, cfg: RunConfig, catalog: pd.DataFrame, cand_index: dict[str, int], excl: pd.DataFrame,
-           depth: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+           depth: int, vector_of: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per user with a history: in-stock candidate indices and scores, best first, from
     the hybrid ranker (model, co-occurrence and popularity candidates, weights learned on
-    the last week); bought or rated items excluded."""
+    the last week); bought or rated items excluded. ``vector_of``: the embed step's user
+    vectors, so they are not computed again."""
     at = unix_seconds(cfg.date)
     user_ids, seqs = load_sequences(root, cfg.date, catalog["item_id"])
     hybrid = Hybrid(load_model(root, cfg, catalog), len(catalog), seed=cfg.seed).fit(seqs, at)
@@ -199,7 +200,8 @@ def ranked(root: Root, cfg: RunConfig, catalog: pd.DataFrame, cand_index: dict[s
                          shape=(len(user_ids), len(catalog)))
     users = np.flatnonzero([len(a) for a in seqs.items])
     cand_of = np.array([cand_index.get(i, -1) for i in catalog["item_id"]])  # -1: out of stock
-    ids, scores = hybrid.recommend(seqs, users, seen, at, depth, allowed=cand_of >= 0)
+    vectors = np.stack([vector_of[user_ids[u]] for u in users]) if len(users) else None
+    ids, scores = hybrid.recommend(seqs, users, seen, at, depth, allowed=cand_of >= 0, vectors=vectors)
     return {user_ids[u]: (cand_of[r[r >= 0]], s[r >= 0].astype(np.float32)) for u, r, s in zip(users, ids, scores)}
 
 

@@ -46,7 +46,8 @@ def test_ranker_weights_are_learned_and_lists_respect_exclusions():
     assert ((scores[ids >= 0] > 0) & (scores[ids >= 0] < 1)).all()
     assert (np.diff(scores, axis=1) <= 1e-12).all()  # best first
     assert np.nanmean(per_user(ids, h.truth[h.warm])["hr"]) > 0.9  # the next step is nearly always listed
-    small_batches = hybrid.recommend(h.past, h.warm, seen, h.start, 10, allowed=allowed, batch=7)
+    given = rec.user_vectors(h.past, h.warm.tolist(), h.start)  # as the embed step writes them
+    small_batches = hybrid.recommend(h.past, h.warm, seen, h.start, 10, allowed=allowed, vectors=given, batch=7)
     assert np.array_equal(small_batches[0], ids) and np.allclose(small_batches[1], scores)
     # the popularity source without a dense users x items block: as the dense top-n
     dense = top_n(np.broadcast_to(hybrid.popularity, (len(h.warm), N_ITEMS)), 20, seen[h.warm])[0]
