@@ -106,7 +106,8 @@ def holdout(seqs: Sequences, n_items: int, start: int) -> Holdout:
     from models.seqrec import Sequences
 
     cuts = [int(np.searchsorted(t, start)) for t in seqs.ts]
-    past = Sequences(*[[a[:c] for a, c in zip(col, cuts)] for col in (seqs.items, seqs.types, seqs.ts)])
+    past = Sequences(*[[a[:c] for a, c in zip(col, cuts)] for col in (seqs.items, seqs.types, seqs.ts)],
+                     features=seqs.features)
     rows, cols = [], []
     for u, (items, c) in enumerate(zip(seqs.items, cuts)):
         new = np.setdiff1d(items[c:], items[:c])

@@ -38,7 +38,7 @@ from torch import nn
 from tqdm import tqdm
 
 from models.baselines import top_n
-from models.evaluation import per_user
+from models.evaluation import holdout, per_user
 from models.text import pick_device
 
 log = logging.getLogger(__name__)
@@ -185,16 +185,11 @@ def time_split(seqs: Sequences, n_items: int, split_at: int) -> tuple[Sequences,
     """Training sequences (events before ``split_at``, unix seconds) and the validation
     triple for :meth:`Recommender.fit`: the same histories, a truth matrix of the items each
     user first touched from ``split_at`` on, and ``split_at`` as the prediction time."""
-    cuts = [int(np.searchsorted(t, split_at)) for t in seqs.ts]
-    train = Sequences([a[:c] for a, c in zip(seqs.items, cuts)], [a[:c] for a, c in zip(seqs.types, cuts)],
-                      [a[:c] for a, c in zip(seqs.ts, cuts)], seqs.features)
-    rows, cols = [], []
-    for u, (items, c) in enumerate(zip(seqs.items, cuts)):
-        new = np.setdiff1d(items[c:], items[:c]) if c else np.zeros(0, dtype=items.dtype)
-        rows += [u] * len(new)  # users without a history before the split cannot be scored
-        cols += new.tolist()
-    truth = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(seqs.items), n_items))
-    return train, (train, truth, split_at)
+    h = holdout(seqs, n_items, split_at)
+    warm = np.zeros(len(seqs.items))
+    warm[h.warm] = 1.0  # users without a history before the split cannot be scored
+    truth = sp.csr_matrix(sp.diags(warm) @ h.truth)
+    return h.past, (h.past, truth, split_at)
 
 
 def _pad_left(rows: Sequence[np.ndarray], length: int, dtype=np.int64) -> np.ndarray:

@@ -86,10 +86,7 @@ def text_vectors(root: Root, texts: list[str], model_dir: str | Path) -> tuple[n
     shas = [hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts]
     cached: dict[str, np.ndarray] = {}
     if root.exists(key):
-        c = root.read_arrow(key)
-        vecs = c.column("vector").combine_chunks()
-        cached = dict(zip(c.column("text_sha").to_pylist(),
-                          vecs.flatten().to_numpy().reshape(len(c), vecs.type.list_size)))
+        cached = dict(zip(*read_vectors(root, key, "text_sha")))
     missing = list({s: i for i, s in enumerate(shas) if s not in cached}.values())  # each text once
     log.info("text vectors: %d of %d texts cached, embedding %d", len(texts) - len(missing), len(texts), len(missing))
     if missing:
