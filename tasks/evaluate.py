@@ -132,11 +132,12 @@ def evaluate(cfg: RunConfig) -> dict:
     recent = interactions(h.past, n_items, since=h.start - RECENT_DAYS * 86400)
     counts = np.asarray(seen.sum(0)).ravel()
     fit_users = sample_rows(seen, CO_FIT_USERS, rng)
+    popularity, recent_popularity = Popularity().fit(seen), Popularity().fit(recent)
 
     warm_lists = {
         "nightrecs": model_lists(load_model(root, cfg, catalog), h, warm, seen, k, cfg.seed),
-        "popularity": baseline_lists(Popularity().fit(seen), warm, seen, k),
-        "recent_popularity": baseline_lists(Popularity().fit(recent), warm, seen, k),
+        "popularity": baseline_lists(popularity, warm, seen, k),
+        "recent_popularity": baseline_lists(recent_popularity, warm, seen, k),
         "co_occurrence": baseline_lists(CoOccurrence().fit(fit_users), warm, seen, k),
     }
     champ = champion(root)
@@ -157,8 +158,8 @@ def evaluate(cfg: RunConfig) -> dict:
     cold_lists = {
         "nightrecs": segment_lists(cold, [by_user[c].to_numpy(dtype=object) for c in cfg.segment_columns],
                                    decay, np.asarray(decay.sum(0)).ravel(), k),
-        "popularity": baseline_lists(Popularity().fit(seen), cold, seen, k),
-        "recent_popularity": baseline_lists(Popularity().fit(recent), cold, seen, k),
+        "popularity": baseline_lists(popularity, cold, seen, k),
+        "recent_popularity": baseline_lists(recent_popularity, cold, seen, k),
     }
     metrics = {"warm": {m: summarize(lists, h.truth[warm], counts) for m, lists in warm_lists.items()},
                "cold": {m: summarize(lists, h.truth[cold], counts) for m, lists in cold_lists.items()}}
