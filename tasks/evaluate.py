@@ -23,10 +23,10 @@ import scipy.sparse as sp
 from expectations.errors import DataQualityError
 from models.baselines import CoOccurrence, Popularity, top_n
 from models.evaluation import Holdout, holdout, interactions, summarize
-from models.hybrid import Hybrid
+from models.hybrid import Hybrid, ItemAttributes
 from models.seqrec import Recommender, Sequences
 from tasks import layout
-from tasks.catalog import load_catalog, load_sequences, unix_seconds
+from tasks.catalog import item_attributes, load_catalog, load_sequences, unix_seconds
 from tasks.layout import RunConfig
 from tasks.reports import record, reports_key
 from tasks.report_html import evaluation_html
@@ -44,10 +44,12 @@ class PublishBlocked(DataQualityError):
     """The run's lists score worse than the champion's beyond the tolerance."""
 
 
-def model_lists(rec: Recommender, h: Holdout, users: np.ndarray, seen: sp.csr_matrix, k: int, seed: int) -> np.ndarray:
+def model_lists(rec: Recommender, h: Holdout, users: np.ndarray, seen: sp.csr_matrix, k: int,
+                attributes: ItemAttributes, seed: int) -> np.ndarray:
     """The lists retrieve would have made at the holdout's start: the hybrid ranker learned
-    on the week before it."""
-    return Hybrid(rec, seen.shape[1], seed=seed).fit(h.past, h.start).recommend(h.past, users, seen, h.start, k)[0]
+    on the weeks before it."""
+    hybrid = Hybrid(rec, seen.shape[1], attributes=attributes, seed=seed).fit(h.past, h.start)
+    return hybrid.recommend(h.past, users, seen, h.start, k)[0]
 
 
 def baseline_lists(model, users: np.ndarray, seen: sp.csr_matrix, k: int) -> np.ndarray:
@@ -122,7 +124,7 @@ def evaluate(cfg: RunConfig) -> dict:
     unless ``force_publish``."""
     root = open_root(cfg.root)
     catalog = load_catalog(root, cfg.date)
-    n_items, k = len(catalog), cfg.eval_k
+    n_items, k, attributes = len(catalog), cfg.eval_k, item_attributes(catalog)
     user_ids, seqs = load_sequences(root, cfg.date, catalog["item_id"])
     h = holdout(seqs, n_items, unix_seconds(cfg.date) - cfg.holdout_days * 86400)
     rng = np.random.default_rng(cfg.seed)
@@ -135,7 +137,7 @@ def evaluate(cfg: RunConfig) -> dict:
     popularity, recent_popularity = Popularity().fit(seen), Popularity().fit(recent)
 
     warm_lists = {
-        "nightrecs": model_lists(load_model(root, cfg, catalog), h, warm, seen, k, cfg.seed),
+        "nightrecs": model_lists(load_model(root, cfg, catalog), h, warm, seen, k, attributes, cfg.seed),
         "popularity": baseline_lists(popularity, warm, seen, k),
         "recent_popularity": baseline_lists(recent_popularity, warm, seen, k),
         "co_occurrence": baseline_lists(CoOccurrence().fit(fit_users), warm, seen, k),
@@ -145,7 +147,7 @@ def evaluate(cfg: RunConfig) -> dict:
     if champ and champ[1] != cfg.date:
         try:
             champ_model = load_model(root, RunConfig(**{**cfg.to_dict(), "date": champ[1]}), catalog)
-            warm_lists["champion"] = model_lists(champ_model, h, warm, seen, k, cfg.seed)
+            warm_lists["champion"] = model_lists(champ_model, h, warm, seen, k, attributes, cfg.seed)
         except (ValueError, KeyError, FileNotFoundError) as e:  # another text model or an older format
             log.warning("champion %s not evaluated: %s", champ[0], e)
             champ = None

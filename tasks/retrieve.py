@@ -15,7 +15,7 @@ from models.hybrid import Hybrid
 from models.retrieval import build_index, top_k_excluding
 from models.rules import Rules, pick
 from tasks import layout
-from tasks.catalog import load_catalog, load_sequences, read_vectors, unix_seconds
+from tasks.catalog import item_attributes, load_catalog, load_sequences, read_vectors, unix_seconds
 from tasks.layout import RunConfig
 from tasks.storage import Root, open_root
 from tasks.train import load_model
@@ -186,12 +186,13 @@ def retrieve(cfg: RunConfig) -> dict:
 def ranked(root: Root, cfg: RunConfig, catalog: pd.DataFrame, cand_index: dict[str, int], excl: pd.DataFrame,
            depth: int, vector_of: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per user with a history: in-stock candidate indices and scores, best first, from
-    the hybrid ranker (model, co-occurrence and popularity candidates, weights learned on
-    the last week); bought or rated items excluded. ``vector_of``: the embed step's user
+    the hybrid ranker (model, co-occurrence and popularity candidates, ranker learned on
+    the last weeks); bought or rated items excluded. ``vector_of``: the embed step's user
     vectors, so they are not computed again."""
     at = unix_seconds(cfg.date)
     user_ids, seqs = load_sequences(root, cfg.date, catalog["item_id"])
-    hybrid = Hybrid(load_model(root, cfg, catalog), len(catalog), seed=cfg.seed).fit(seqs, at)
+    hybrid = Hybrid(load_model(root, cfg, catalog), len(catalog), attributes=item_attributes(catalog),
+                    seed=cfg.seed).fit(seqs, at)
     row_of_user = {u: i for i, u in enumerate(user_ids)}
     row_of_item = {item: i for i, item in enumerate(catalog["item_id"])}
     pairs = [(row_of_user[u], row_of_item[i]) for u, i in excl.itertuples(index=False)

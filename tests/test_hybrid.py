@@ -6,7 +6,7 @@ import numpy as np
 
 from models.evaluation import holdout, interactions, per_user
 from models.baselines import top_n
-from models.hybrid import Hybrid
+from models.hybrid import Hybrid, ItemAttributes
 from models.retrieval import build_index
 from models.seqrec import EVENT_TYPES, ModelConfig, Recommender, Sequences, TrainConfig
 
@@ -26,15 +26,13 @@ def daily_walks() -> Sequences:
                                  np.array(ts), N_USERS)
 
 
-def test_ranker_weights_are_learned_and_lists_respect_exclusions():
+def test_ranker_is_learned_and_lists_respect_exclusions():
     seqs = daily_walks()
     text = np.random.default_rng(1).normal(size=(N_ITEMS, 8)).astype(np.float32)
     rec = Recommender(ModelConfig(n_items=N_ITEMS, text_dim=8, dim=16, layers=1, max_len=12),
                       TrainConfig(epochs=1), text)  # barely trained: co-occurrence must carry it
     at = T0 + 12 * DAY
-    hybrid = Hybrid(rec, N_ITEMS, depth=20).fit(seqs, at - 3 * DAY)
-    weights = hybrid.ranker.weights(["model_score", "model_rr", "co_score", "co_rr", "pop_score", "pop_rr", "pop"])
-    assert weights["co_score"] > 0 and weights["co_score"] > abs(weights["model_score"])
+    hybrid = Hybrid(rec, N_ITEMS, depth=20, window_days=1, fit_windows=3).fit(seqs, at - 3 * DAY)
     h = holdout(seqs, N_ITEMS, at - 3 * DAY)
     seen = interactions(h.past, N_ITEMS)
     allowed = np.ones(N_ITEMS, bool)
@@ -46,12 +44,16 @@ def test_ranker_weights_are_learned_and_lists_respect_exclusions():
     assert ((scores[ids >= 0] > 0) & (scores[ids >= 0] < 1)).all()
     assert (np.diff(scores, axis=1) <= 1e-12).all()  # best first
     assert np.nanmean(per_user(ids, h.truth[h.warm])["hr"]) > 0.9  # the next step is nearly always listed
+    learned, hybrid.ranker.model = hybrid.ranker.model, None  # unlearned: the model score's order
+    assert np.nanmean(per_user(hybrid.recommend(h.past, h.warm, seen, h.start, 10)[0], h.truth[h.warm])["hr"]) < 0.7
+    hybrid.ranker.model = learned
     given = rec.user_vectors(h.past, h.warm.tolist(), h.start)  # as the embed step writes them
     small_batches = hybrid.recommend(h.past, h.warm, seen, h.start, 10, allowed=allowed, vectors=given, batch=7)
     assert np.array_equal(small_batches[0], ids) and np.allclose(small_batches[1], scores)
-    # the popularity source without a dense users x items block: as the dense top-n
-    dense = top_n(np.broadcast_to(hybrid.popularity, (len(h.warm), N_ITEMS)), 20, seen[h.warm])[0]
-    assert np.array_equal(hybrid._popular(h.warm, seen)[0], dense)
+    # the popularity sources without a dense users x items block: as the dense top-n
+    for source, popularity in (("trending", hybrid.popularity), ("popular", hybrid.item_features["popularity_28d"])):
+        dense = top_n(np.broadcast_to(popularity, (len(h.warm), N_ITEMS)), 20, seen[h.warm])[0]
+        assert np.array_equal(hybrid._popular(h.warm, seen, source)[0], dense)
 
 
 def test_co_occurrence_reads_the_history_not_only_the_exclusions():
@@ -68,3 +70,46 @@ def test_co_occurrence_reads_the_history_not_only_the_exclusions():
                            build_index(hybrid.items, len(users)))
     co = c.features[:, c.names.index("co_occurrence_score")]
     assert len(np.unique(c.row[co > 0])) == len(users)
+
+
+def test_catalog_attributes_become_features():
+    """Category shares and price gaps are computed from the user's history; unknown stays NaN."""
+    seqs = daily_walks()
+    rec = Recommender(ModelConfig(n_items=N_ITEMS, text_dim=8, dim=16, layers=1, max_len=12), TrainConfig(epochs=1),
+                      np.random.default_rng(1).normal(size=(N_ITEMS, 8)).astype(np.float32))
+    category = np.arange(N_ITEMS) % 3
+    category[0] = -1
+    log_price = np.log(1.0 + np.arange(N_ITEMS, dtype=float))
+    log_price[1] = np.nan
+    at = T0 + 12 * DAY
+    hybrid = Hybrid(rec, N_ITEMS, depth=20, attributes=ItemAttributes(category, log_price)).fit(seqs, at)
+    history = interactions(seqs, N_ITEMS)
+    users = np.array([3, 4])
+    c = hybrid._candidates(seqs, history, users, history, at, build_index(hybrid.items, 2))
+    f = {n: c.features[:, k] for k, n in enumerate(c.names)}
+    for r, u in enumerate(users):
+        mine = history[u].indices
+        for j in np.flatnonzero(c.row == r):
+            item = c.item[j]
+            share = np.nan if item == 0 else np.mean(category[mine] == category[item])
+            gap = abs(log_price[item] - np.nanmean(log_price[mine])) if item != 1 else np.nan
+            assert np.allclose(f["category_affinity"][j], share, equal_nan=True)
+            assert np.allclose(f["price_gap"][j], gap, equal_nan=True)
+            assert f["history_length"][j] == np.log1p(len(mine))
+
+
+def test_windows_the_model_trained_on_leave_its_features_unknown():
+    """A ranker learned where the model had seen the labels would trust it too much."""
+    seqs = daily_walks()
+    rec = Recommender(ModelConfig(n_items=N_ITEMS, text_dim=8, dim=16, layers=1, max_len=12), TrainConfig(epochs=1),
+                      np.random.default_rng(1).normal(size=(N_ITEMS, 8)).astype(np.float32))
+    at = T0 + 12 * DAY
+    hybrid = Hybrid(rec, N_ITEMS, depth=20, model_until=at).fit(seqs, at)
+    history = interactions(seqs, N_ITEMS)
+    users = np.flatnonzero([len(a) for a in seqs.items])
+    index = build_index(hybrid.items, len(users))
+    before = hybrid._candidates(seqs, history, users, history, at - DAY, index)
+    assert np.isnan(before.features[:, :2]).all() and before.names[:2] == ["model_score", "model_rr"]
+    assert not np.isnan(before.features[:, 2]).any()
+    served = hybrid._candidates(seqs, history, users, history, at, index)
+    assert np.isfinite(served.features[:, :2]).all() and (served.features[:, 1] > 0).any()
