@@ -153,7 +153,7 @@ class Hybrid:
         pair["days_since_last"] = np.log1p(np.maximum(at - last[c.row], 0) / DAY)
         features = np.column_stack([c.features, *pair.values()])
         if not model_known:
-            features[:, :2] = np.nan  # model_score, model_rr
+            features[:, [c.names.index("model_score"), c.names.index("model_rr")]] = np.nan
         return Candidates(c.row, c.item, features, c.names + list(pair))
 
     def fit(self, seqs: Sequences, at: int) -> "Hybrid":
