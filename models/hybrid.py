@@ -76,11 +76,14 @@ class Hybrid:
             since = None if days is None else at - days * DAY
             return np.log1p(np.asarray(interactions(past, self.n_items, since=since).sum(0)).ravel())
 
-        self.popularity = log_count(self.window // DAY)
         first = np.full(self.n_items, np.inf)
         if past.items:
             np.minimum.at(first, np.concatenate(past.items), np.concatenate(past.ts).astype(float))
         self.item_features = {f"popularity_{d}d": log_count(d) for d in self.popularity_days}
+        window = self.window // DAY  # counted once when it is also a feature window
+        self.popularity = self.item_features.get(f"popularity_{window}d")
+        if self.popularity is None:
+            self.popularity = log_count(window)
         self.item_features["popularity_all"] = log_count(None)
         self.item_features["item_age_days"] = np.log1p(np.maximum(at - first, 0) / DAY)  # inf: never touched
         self.item_features["item_age_days"][~np.isfinite(first)] = np.nan
