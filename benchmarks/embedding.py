@@ -18,9 +18,9 @@ import time
 import numpy as np
 import torch
 
-from models.text import TextTower, default_base_model, encode, item_text, pick_device
-from tasks.catalog import price_bands
-from tasks.demo_data import ShopSpec, make_catalog
+from nightrecs.models.text import TextTower, default_base_model, encode, item_text, pick_device
+from nightrecs.tasks.catalog import price_bands
+from nightrecs.tasks.demo_data import ShopSpec, make_catalog
 
 
 def main() -> None:

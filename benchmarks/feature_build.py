@@ -26,8 +26,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tasks.demo_data import ShopSpec, generate
-from tasks.storage import open_root
+from nightrecs.tasks.demo_data import ShopSpec, generate
+from nightrecs.tasks.storage import open_root
 
 DAYS = 30
 END = "2026-03-01"

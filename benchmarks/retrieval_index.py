@@ -17,7 +17,7 @@ import time
 import faiss
 import numpy as np
 
-from models.retrieval import hnsw_index
+from nightrecs.models.retrieval import hnsw_index
 
 K = 100
 

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from benchmarks.quality_study import movielens
-from models.seqrec import EVENT_TYPES, ModelConfig, Recommender, Sequences, TextEncoder, TrainConfig, time_split
-from models.text import TextTower, default_base_model, encode, pick_device
+from nightrecs.models.seqrec import EVENT_TYPES, ModelConfig, Recommender, Sequences, TextEncoder, TrainConfig, time_split
+from nightrecs.models.text import TextTower, default_base_model, encode, pick_device
 
 log = logging.getLogger("training")
 

@@ -24,7 +24,7 @@ import great_expectations as gx
 import pandas as pd
 from great_expectations.checkpoint import UpdateDataDocsAction
 
-from expectations.errors import DataQualityError
+from nightrecs.expectations.errors import DataQualityError
 
 log = logging.getLogger(__name__)
 

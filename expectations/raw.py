@@ -14,9 +14,8 @@ import great_expectations.expectations as gxe
 import pandas as pd
 import pyarrow as pa
 
-from expectations.core import new_suite, severity
-
-EVENT_TYPES = ["view", "click", "add_to_cart", "purchase", "rating"]
+from nightrecs.contract import EVENT_TYPES
+from nightrecs.expectations.core import new_suite, severity
 
 
 @dataclass(frozen=True)
@@ -121,7 +120,7 @@ def events_suite(run_date: str, rules: RawRules) -> gx.ExpectationSuite:
     suite = new_suite("raw_events")
     for col in ("user_id", "item_id", "event_type", "ts"):
         suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=col, **q))
-    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="event_type", value_set=EVENT_TYPES, **q))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="event_type", value_set=list(EVENT_TYPES), **q))
     suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(
         column="ts", min_value=pd.Timestamp(rules.first_event_date, tz="UTC"),
         max_value=pd.Timestamp(run_date, tz="UTC"), strict_max=True, **q))

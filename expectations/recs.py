@@ -5,7 +5,7 @@ from __future__ import annotations
 import great_expectations as gx
 import great_expectations.expectations as gxe
 
-from expectations.core import new_suite
+from nightrecs.expectations.core import new_suite
 
 
 def lists_suite() -> gx.ExpectationSuite:

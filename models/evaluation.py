@@ -8,14 +8,8 @@ that callers can average them, split them (warm / cold users) or bootstrap them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 import numpy as np
 import scipy.sparse as sp
-
-if TYPE_CHECKING:  # seqrec imports this module's metrics
-    from models.seqrec import Sequences
 
 PER_USER = ("recall", "ndcg", "hr", "mrr")
 
@@ -89,42 +83,3 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, n: int = 2000, seed: int = 0,
     means = np.array([d[rng.integers(0, len(d), len(d))].mean() for _ in range(n)])
     lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
     return float(d.mean()), float(lo), float(hi)
-
-
-@dataclass
-class Holdout:
-    past: Sequences  # every user's history before the holdout
-    truth: sp.csr_matrix  # users x items: first touched inside the holdout
-    warm: np.ndarray  # user indices with truth and a past
-    cold: np.ndarray  # user indices with truth and no past
-    start: int  # unix seconds
-
-
-def holdout(seqs: Sequences, n_items: int, start: int) -> Holdout:
-    """Histories cut at ``start`` (unix seconds) and, per user, the items first touched from
-    then on; warm users had a past, cold users did not."""
-    from models.seqrec import Sequences
-
-    cuts = [int(np.searchsorted(t, start)) for t in seqs.ts]
-    past = Sequences(*[[a[:c] for a, c in zip(col, cuts)] for col in (seqs.items, seqs.types, seqs.ts)],
-                     features=seqs.features)
-    rows, cols = [], []
-    for u, (items, c) in enumerate(zip(seqs.items, cuts)):
-        new = np.setdiff1d(items[c:], items[:c])
-        rows.append(np.full(len(new), u))
-        cols.append(new)
-    rows_, cols_ = np.concatenate(rows or [np.zeros(0, int)]), np.concatenate(cols or [np.zeros(0, int)])
-    truth = sp.csr_matrix((np.ones(len(rows_)), (rows_, cols_)), shape=(len(seqs.items), n_items))
-    has_truth = np.diff(truth.indptr) > 0
-    has_past = np.array([c > 0 for c in cuts], dtype=bool)
-    return Holdout(past, truth, np.flatnonzero(has_truth & has_past), np.flatnonzero(has_truth & ~has_past), start)
-
-
-def interactions(seqs: Sequences, n_items: int, since: int | None = None) -> sp.csr_matrix:
-    """Users x items, 1 where touched (at or after ``since``, when given)."""
-    user = np.repeat(np.arange(len(seqs.items)), [len(a) for a in seqs.items])
-    item = np.concatenate(seqs.items) if seqs.items else np.zeros(0, int)
-    keep = np.ones(len(item), bool) if since is None else np.concatenate(seqs.ts) >= since
-    m = sp.csr_matrix((np.ones(int(keep.sum())), (user[keep], item[keep])), shape=(len(seqs.items), n_items))
-    m.data[:] = 1.0
-    return m

@@ -4,9 +4,11 @@ popularity window), merged and ranked by gradient-boosted trees whose
 splits are learned on the weeks before the moment it serves, never hard-coded.
 
 ``fit(seqs, at)`` cuts the histories at the start of each of the last ``fit_windows``
-windows of ``window_days`` before ``at``, builds the candidates of a sample of each
-window's users from what was known then, labels them with what those users first touched
-in the window, and fits the ranker on the pooled windows; then ``update(seqs, at)`` refits
+windows of ``window_days`` before ``at`` (and of older ones, up to ``max_windows``, while
+fewer than ``fit_users`` users were labelled: a small or sparse shop looks further back),
+builds the candidates of a sample of each window's users from what was known then, labels
+them with what those users first touched in the window, and fits the ranker on the pooled
+windows; then ``update(seqs, at)`` refits
 co-occurrence and popularity on everything before ``at``. ``recommend`` returns ranked
 ``(ids, scores)`` with scores in (0, 1).
 
@@ -27,11 +29,11 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm import tqdm
 
-from models.baselines import CoOccurrence, top_n
-from models.evaluation import holdout, interactions
-from models.ranking import Candidates, Ranker, labels, merge, top_k
-from models.retrieval import build_index, top_k_excluding
-from models.seqrec import Recommender, Sequences
+from nightrecs.models.baselines import CoOccurrence, top_n
+from nightrecs.models.data import DISLIKE, Sequences, holdout, interactions
+from nightrecs.models.ranking import Candidates, Ranker, labels, merge, top_k
+from nightrecs.models.retrieval import build_index, top_k_excluding
+from nightrecs.models.seqrec import Recommender
 
 log = logging.getLogger(__name__)
 DAY = 86_400
@@ -47,13 +49,15 @@ class ItemAttributes:
 
 class Hybrid:
     def __init__(self, rec: Recommender, n_items: int, depth: int = 100, window_days: int = 7,
-                 fit_windows: int = 4, popularity_days: tuple[int, ...] = (1, 7, 28),
-                 attributes: ItemAttributes | None = None, fit_users: int = 5_000, co_users: int = 50_000,
-                 co_items: int = 20, recent_items: int = 20, model_until: int | None = None, seed: int = 0):
+                 fit_windows: int = 4, popularity_days: tuple[int, ...] = (1, 7, 28, 91, 365),
+                 attributes: ItemAttributes | None = None, fit_users: int = 5_000, max_windows: int = 52,
+                 co_users: int = 50_000, co_items: int = 20, co_events: int = 2_000_000, recent_items: int = 20,
+                 model_until: int | None = None, seed: int = 0):
         self.rec, self.n_items, self.depth, self.window = rec, n_items, depth, window_days * DAY
         self.fit_windows, self.popularity_days = fit_windows, popularity_days
         self.attributes = attributes or ItemAttributes()
-        self.fit_users, self.co_users, self.co_items, self.recent_items = fit_users, co_users, co_items, recent_items
+        self.fit_users, self.max_windows, self.recent_items = fit_users, max_windows, recent_items
+        self.co_users, self.co_items, self.co_events = co_users, co_items, co_events
         self.model_until = model_until
         self.rng = np.random.default_rng(seed)
         self.items = rec.item_vectors()
@@ -64,13 +68,14 @@ class Hybrid:
             shape=(n_items, int(cat.max(initial=-1)) + 1))
 
     def update(self, past: Sequences, at: int) -> "Hybrid":
-        """Co-occurrence (on at most ``co_users`` users' last ``co_items`` items, which
-        bounds its cost), popularity and item ages as of ``at``."""
+        """Co-occurrence (on at most ``co_users`` users' last items: ``co_items``, or more
+        while the total stays under ``co_events``, which bounds its cost), popularity and
+        item ages as of ``at``."""
+        self.past, self._in_window = past, None
         users = np.flatnonzero([len(a) for a in past.items])
-        chosen = np.zeros(len(past.items), bool)
-        chosen[users if len(users) <= self.co_users else self.rng.choice(users, self.co_users, replace=False)] = True
-        recent = Sequences([a[-self.co_items:] if c else a[:0] for a, c in zip(past.items, chosen)], past.types, past.ts)
-        self.co = CoOccurrence().fit(interactions(recent, self.n_items))
+        chosen = users if len(users) <= self.co_users else self.rng.choice(users, self.co_users, replace=False)
+        per_user = max(self.co_items, self.co_events // max(len(chosen), 1))
+        self.co = CoOccurrence().fit(interactions(past.tail(per_user, chosen), self.n_items))
 
         def log_count(days: int | None) -> np.ndarray:
             since = None if days is None else at - days * DAY
@@ -79,6 +84,7 @@ class Hybrid:
         first = np.full(self.n_items, np.inf)
         if past.items:
             np.minimum.at(first, np.concatenate(past.items), np.concatenate(past.ts).astype(float))
+        self.first_touch = first  # unix seconds; inf: nobody touched the item yet
         self.item_features = {f"popularity_{d}d": log_count(d) for d in self.popularity_days}
         window = self.window // DAY  # counted once when it is also a feature window
         self.popularity = self.item_features.get(f"popularity_{window}d")
@@ -90,7 +96,24 @@ class Hybrid:
         longest = self.item_features[f"popularity_{max(self.popularity_days)}d"]
         self.orders = {name: (np.argsort(-pop, kind="stable"), pop)
                        for name, pop in (("trending", self.popularity), ("popular", longest))}
+        self.at = at
         return self
+
+    def fallback_order(self, among: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The popularity fallback (cold start, list top-up): items by the window's
+        popularity, then the longest window's, then all time's, then by index; with scores
+        scaled to [0, 1]. ``among``: count only these users' touches in the window
+        (a segment's popularity), given the sequences of the last ``update``."""
+        trend = self.popularity if among is None else self._window_counts(among)
+        order = np.lexsort((np.arange(self.n_items), -self.item_features["popularity_all"],
+                            -self.item_features[f"popularity_{max(self.popularity_days)}d"], -trend))
+        top = trend.max(initial=0.0)
+        return order, (trend[order] / top if top > 0 else np.zeros(len(order))).astype(np.float32)
+
+    def _window_counts(self, users: np.ndarray) -> np.ndarray:
+        if self._in_window is None:
+            self._in_window = interactions(self.past, self.n_items, since=self.at - self.window)
+        return np.log1p(np.asarray(self._in_window[users].sum(0)).ravel())
 
     def _popular(self, users: np.ndarray, seen: sp.csr_matrix, source: str = "trending") -> tuple[np.ndarray, np.ndarray]:
         """The most popular items each user has not seen (``trending``: over the window,
@@ -132,7 +155,7 @@ class Hybrid:
                    "popular": self._popular(users, seen, "popular")}
         c = merge(sources, self.item_features)
         n_mine = np.asarray(mine.sum(1)).ravel()
-        latest = [past.items[u][-self.recent_items:] for u in users]
+        latest = [past.items[u][past.types[u] != DISLIKE][-self.recent_items:] for u in users]
         recent = sp.csr_matrix((np.ones(sum(map(len, latest))), np.concatenate(latest or [np.zeros(0, int)]),
                                 np.concatenate([[0], np.cumsum([len(a) for a in latest])])),
                                shape=(len(users), self.n_items))
@@ -162,15 +185,18 @@ class Hybrid:
     def fit(self, seqs: Sequences, at: int) -> "Hybrid":
         feats, ys, n_users = [], [], 0
         per_window = max(1, self.fit_users // self.fit_windows)
-        for w in range(self.fit_windows):
+        for w in range(self.max_windows):
+            if w >= self.fit_windows and n_users >= self.fit_users:
+                break
             end = at - w * self.window
-            h = holdout(holdout(seqs, self.n_items, end).past, self.n_items, end - self.window)
+            h = holdout(seqs.before(end), self.n_items, end - self.window)
             if not len(h.warm):
                 continue
             users = h.warm if len(h.warm) <= per_window else np.sort(self.rng.choice(h.warm, per_window, replace=False))
             self.update(h.past, h.start)
-            history = interactions(h.past, self.n_items)
-            cands = self._candidates(h.past, history, users, history, h.start, build_index(self.items, len(users)))
+            cands = self._candidates(h.past, interactions(h.past, self.n_items), users,
+                                     interactions(h.past, self.n_items, positive=False), h.start,
+                                     build_index(self.items, len(users)))
             feats.append(cands.features)
             ys.append(labels(cands, h.truth[users]))
             n_users += len(users)

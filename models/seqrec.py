@@ -37,13 +37,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm import tqdm
 
-from models.baselines import top_n
-from models.evaluation import holdout, per_user
-from models.text import pick_device
+from nightrecs.models.baselines import top_n
+from nightrecs.models.data import DISLIKE, TOKENS, Sequences
+from nightrecs.models.evaluation import per_user
+from nightrecs.models.text import pick_device
 
 log = logging.getLogger(__name__)
 
-EVENT_TYPES = ("view", "click", "add_to_cart", "purchase", "rating", "search")
 GAP_BUCKETS = 24  # log2-spaced time gaps: under a minute ... over a year
 
 
@@ -101,7 +101,7 @@ class UserTower(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.pos = nn.Embedding(cfg.max_len, cfg.dim)
-        self.event_type = nn.Embedding(len(EVENT_TYPES) + 1, cfg.dim, padding_idx=0)
+        self.event_type = nn.Embedding(len(TOKENS) + 1, cfg.dim, padding_idx=0)
         self.gap = nn.Embedding(GAP_BUCKETS + 1, cfg.dim, padding_idx=0)
         self.now_gap = nn.Embedding(GAP_BUCKETS + 1, cfg.dim, padding_idx=0)
         layer = nn.TransformerEncoderLayer(cfg.dim, cfg.heads, 4 * cfg.dim, cfg.dropout,
@@ -162,36 +162,6 @@ class TwoTower(nn.Module):
         self.users = UserTower(cfg)
 
 
-@dataclass
-class Sequences:
-    """Per user, their events oldest first: 0-based item indices, event types (1-based
-    into ``EVENT_TYPES``) and unix seconds. Left-padded batches are cut from these."""
-
-    items: list[np.ndarray]
-    types: list[np.ndarray]
-    ts: list[np.ndarray]
-    features: np.ndarray | None = None  # (n_users, ModelConfig.user_features)
-
-    @staticmethod
-    def from_events(user: np.ndarray, item: np.ndarray, etype: np.ndarray, ts: np.ndarray,
-                    n_users: int, features: np.ndarray | None = None) -> "Sequences":
-        order = np.lexsort((ts, user))
-        bounds = np.searchsorted(user[order], np.arange(n_users + 1))
-        parts = [np.split(a[order], bounds[1:-1]) for a in (item, etype, ts)]
-        return Sequences(*parts, features=features)
-
-
-def time_split(seqs: Sequences, n_items: int, split_at: int) -> tuple[Sequences, tuple[Sequences, sp.csr_matrix, int]]:
-    """Training sequences (events before ``split_at``, unix seconds) and the validation
-    triple for :meth:`Recommender.fit`: the same histories, a truth matrix of the items each
-    user first touched from ``split_at`` on, and ``split_at`` as the prediction time."""
-    h = holdout(seqs, n_items, split_at)
-    warm = np.zeros(len(seqs.items))
-    warm[h.warm] = 1.0  # users without a history before the split cannot be scored
-    truth = sp.csr_matrix(sp.diags(warm) @ h.truth)
-    return h.past, (h.past, truth, split_at)
-
-
 def _pad_left(rows: Sequence[np.ndarray], length: int, dtype=np.int64) -> np.ndarray:
     out = np.zeros((len(rows), length), dtype=dtype)
     for r, a in enumerate(rows):
@@ -240,7 +210,7 @@ def _batch(seqs: Sequences, users: Sequence[int], items: list, types: list, time
 
 
 def make_batch(seqs: Sequences, windows: Sequence[tuple[int, int]], max_len: int) -> Batch:
-    """Training batch: at every position, the next event is the target."""
+    """Training batch: at every position, the next event is the target, unless it is a dislike."""
     cols: dict[str, list] = {k: [] for k in ("items", "types", "times", "targets", "target_times")}
     for u, end in windows:
         start = max(0, end - max_len - 1)
@@ -248,7 +218,7 @@ def make_batch(seqs: Sequences, windows: Sequence[tuple[int, int]], max_len: int
         cols["items"].append(items[:-1] + 1)
         cols["types"].append(seqs.types[u][start:end - 1])
         cols["times"].append(times[:-1])
-        cols["targets"].append(items[1:] + 1)
+        cols["targets"].append(np.where(seqs.types[u][start + 1:end] == DISLIKE, 0, items[1:] + 1))
         cols["target_times"].append(times[1:])
     return _batch(seqs, [u for u, _ in windows], cols["items"], cols["types"], cols["times"],
                   _pad_left(cols["target_times"], max_len), cols["targets"], max_len)

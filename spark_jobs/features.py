@@ -1,26 +1,24 @@
 """Feature build in two stages: clean each day once, then roll the days up.
 
 1. **Clean** (:func:`clean_days`): each validated ``dt=`` partition is cleaned once into
-   ``clean/events`` (conformed, deduplicated, sessionized) plus three small per-day tables:
-   ``user_item_day`` (one row per user, item and day with event counts and weights),
-   ``co_day`` (undecayed item-pair scores of that day) and ``bots_day``. They are written
+   ``clean/events`` (conformed, deduplicated, sessionized) plus two small per-day tables:
+   ``user_item_day`` (one row per user, item and day with event counts, weights, the
+   strongest event type and the latest rating) and ``bots_day``. They are written
    with dynamic partition overwrite, so re-cleaning a day replaces exactly that day.
 2. **Features** (:func:`build_features`): every feature table for a run date is rolled up
-   from the per-day tables; raw events are not read again. The 1/7/30-day windows and
-   decays use each row's day, so the same inputs always give the same tables.
+   from the per-day tables; raw events are not read again. The 7/30-day windows use each
+   row's day, so the same inputs always give the same tables. Popularity and
+   co-occurrence are not here: the ranker needs them as of each of its past learning
+   windows, so ``models/hybrid.py`` computes them from the histories (one definition).
 
 Every transformation is a pure function of DataFrames so it can be unit-tested on tiny
 frames; :func:`clean_days` and :func:`build_features` only read, call them and write.
-
-    spark-submit spark_jobs/features.py --validated DIR --clean DIR --catalog FILE \\
-        --out DIR --quarantine DIR --date YYYY-MM-DD [--days D1,D2,...] \\
-        [--users FILE --segments country,age_band]
+The one entry point is the ``build_features`` step (``nightrecs.tasks.features``), which
+keeps the per-day clean markers.
 """
 
 from __future__ import annotations
 
-import argparse
-import functools
 import logging
 import time
 
@@ -28,27 +26,21 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from nightrecs.contract import EVENT_TYPES, EVENT_WEIGHTS, EXCLUDING_TYPES
+
 log = logging.getLogger(__name__)
 
-EVENT_WEIGHTS = {"view": 1.0, "click": 2.0, "add_to_cart": 3.0, "purchase": 4.0, "rating": 3.0}
-POPULARITY_HALF_LIFE_DAYS = 7.0
 SESSION_GAP_MINUTES = 30
 BOT_MAX_EVENTS_PER_DAY = 2000
 BOT_MAX_ITEMS_PER_HOUR = 300
 WINDOWS = (1, 7, 30)
 RATE_PRIOR_VIEWS = 20.0  # smoothing strength: rates start at the global rate
-CO_HALF_LIFE_DAYS = 30.0
-CO_LOOKBACK_DAYS = 120  # four half-lives: older pairs weigh under 1/16
-CO_TOP_K = 20
-CO_USER_SPAN = 5  # in a user's day, each item pairs with the next 5 (linear, not all pairs)
-VALID_DAYS = 7
 HISTORY_MAX = 200
-SEGMENT_TOP_K = 200
-CLEAN_TABLES = ("events", "user_item_day", "co_day", "bots_day")
-CLEAN_VERSION = 1  # bump when the clean tables change: every day is cleaned again
+CLEAN_TABLES = ("events", "user_item_day", "bots_day")
+CLEAN_VERSION = 2  # bump when the clean tables change: every day is cleaned again
 OPTIONAL_EVENT_COLUMNS = {"value": T.DoubleType(), "session_id": T.StringType(),
                           "query": T.StringType(), "event_id": T.StringType()}
-TYPE_COUNTS = [f"n_{t}" for t in EVENT_WEIGHTS]
+TYPE_COUNTS = [f"n_{t}" for t in EVENT_TYPES]
 
 
 # ---------------------------------------------------------------- stage 1: clean one day
@@ -115,29 +107,21 @@ def with_weights(events: DataFrame) -> DataFrame:
 
 
 def user_item_day(events: DataFrame) -> DataFrame:
-    """One row per (day, user, item): events per type, first/last time, the session of the
-    first touch, the strongest event weight and the sum of weights. Every later aggregate
-    is a sum, min or max of these, so days never have to be re-read."""
-    counts = [F.sum(F.when(F.col("event_type") == t, 1).otherwise(0)).alias(f"n_{t}") for t in EVENT_WEIGHTS]
+    """One row per (day, user, item): events per type, first/last time, the strongest
+    event type (its 0-based rank in ``EVENT_TYPES``), the latest rating and its time, the
+    strongest event weight and the sum of weights. Every later aggregate is a sum, min,
+    max or latest of these, so days never have to be re-read."""
+    counts = [F.sum(F.when(F.col("event_type") == t, 1).otherwise(0)).alias(f"n_{t}") for t in EVENT_TYPES]
+    strength = F.lit(None).cast("int")
+    for rank, name in enumerate(EVENT_TYPES):
+        strength = F.when(F.col("event_type") == name, F.lit(rank)).otherwise(strength)
+    rated = F.col("event_type") == "rating"
     return with_weights(events).groupBy("dt", "user_id", "item_id").agg(
         *counts, F.min("ts").alias("first_ts"), F.max("ts").alias("last_ts"),
-        F.min_by("session_id", "ts").alias("first_session"),
+        F.max(strength).alias("strength"),
+        F.max_by(F.when(rated, F.col("value")), F.when(rated, F.col("ts"))).alias("rating"),
+        F.max(F.when(rated, F.col("ts"))).alias("rating_ts"),
         F.max("weight").alias("weight"), F.sum("weight").alias("weight_sum"))
-
-
-def co_pairs(uid: DataFrame, span: int = CO_USER_SPAN) -> DataFrame:
-    """Undecayed item-pair scores of each day from ``user_item_day``: a user's items of the
-    day in order of first touch, each paired with the next ``span``; 1 when both were first
-    touched in the same session, else 0.5. Pairs grow linearly with a user's items and are
-    stored once, as ``item_id < other_id``."""
-    ordered = uid.groupBy("dt", "user_id").agg(F.sort_array(F.collect_list(
-        F.struct("first_ts", "item_id", "first_session"))).alias("items"))
-    exploded = ordered.select("dt", "items", F.posexplode("items").alias("pos", "a"))
-    ahead = exploded.select("dt", "a", F.explode(F.slice("items", F.col("pos") + 2, span)).alias("b"))
-    score = F.when(F.col("a.first_session") == F.col("b.first_session"), 1.0).otherwise(0.5)
-    a, b = F.col("a.item_id"), F.col("b.item_id")
-    return (ahead.select("dt", F.least(a, b).alias("item_id"), F.greatest(a, b).alias("other_id"), score.alias("score"))
-            .groupBy("dt", "item_id", "other_id").agg(F.sum("score").alias("score")))
 
 
 def split_known_items(events: DataFrame, catalog: DataFrame) -> tuple[DataFrame, DataFrame]:
@@ -158,12 +142,10 @@ def clean(events: DataFrame) -> DataFrame:
 
 def daily_tables(cleaned: DataFrame, bot_max_events_per_day: int = BOT_MAX_EVENTS_PER_DAY,
                  bot_max_items_per_hour: int = BOT_MAX_ITEMS_PER_HOUR) -> dict[str, DataFrame]:
-    """The per-day aggregates of cleaned events. A day's bots stay out of that day's
-    item pairs; they are removed from everything else when features are built."""
-    bots = flag_bots(cleaned, bot_max_events_per_day, bot_max_items_per_hour).cache()
-    uid = user_item_day(cleaned).cache()
-    human = uid.join(F.broadcast(bots.select("user_id", "dt")), ["user_id", "dt"], "left_anti")
-    return {"user_item_day": uid.drop("first_session"), "co_day": co_pairs(human), "bots_day": bots}
+    """The per-day aggregates of cleaned events; a day's bots are removed from everything
+    but exclusions when features are built."""
+    return {"user_item_day": user_item_day(cleaned),
+            "bots_day": flag_bots(cleaned, bot_max_events_per_day, bot_max_items_per_hour)}
 
 
 # ------------------------------------------------------- stage 2: features for a run date
@@ -173,22 +155,28 @@ def _age_days(run_date: str):
 
 
 def roll_up(uid: DataFrame) -> DataFrame:
-    """Per (user, item) over all days: counts, first/last time, strongest weight, weight sum."""
+    """Per (user, item) over all days: counts, first/last time, strongest event type and
+    weight, the latest rating, weight sum."""
     return uid.groupBy("user_id", "item_id").agg(
         *[F.sum(c).alias(c) for c in TYPE_COUNTS], F.min("first_ts").alias("first_ts"),
-        F.max("last_ts").alias("last_ts"), F.max("weight").alias("weight"),
+        F.max("last_ts").alias("last_ts"), F.max("strength").alias("strength"),
+        F.max_by("rating", "rating_ts").alias("rating"), F.max("weight").alias("weight"),
         F.sum("weight_sum").alias("weight_sum"))
 
 
 def user_histories(pairs: DataFrame, max_len: int = HISTORY_MAX) -> DataFrame:
     """Per user, distinct items ordered by last interaction (oldest first, newest last)
-    with their strongest event weight; capped at the ``max_len`` most recent."""
+    with their strongest event type and weight and their latest rating (null: not rated);
+    capped at the ``max_len`` most recent."""
     ordered = pairs.groupBy("user_id").agg(
-        F.sort_array(F.collect_list(F.struct("last_ts", "item_id", "weight"))).alias("h"))
+        F.sort_array(F.collect_list(F.struct("last_ts", "item_id", "weight", "strength", "rating"))).alias("h"))
     h = F.slice(F.col("h"), F.greatest(F.size("h") - max_len + 1, F.lit(1)), max_len)
+    names = F.array(*[F.lit(t) for t in EVENT_TYPES])
     return ordered.select(
         "user_id",
         h.getField("item_id").alias("item_ids"),
+        F.transform(h.getField("strength"), lambda r: F.element_at(names, r + 1)).alias("event_types"),
+        h.getField("rating").alias("ratings"),
         h.getField("weight").alias("weights"),
         h.getField("last_ts").alias("ts"),
         F.element_at(h.getField("last_ts"), -1).alias("last_ts"),
@@ -197,37 +185,6 @@ def user_histories(pairs: DataFrame, max_len: int = HISTORY_MAX) -> DataFrame:
 
 def _n_events() -> F.Column:
     return sum((F.col(c) for c in TYPE_COUNTS[1:]), F.col(TYPE_COUNTS[0]))
-
-
-def item_popularity(uid: DataFrame, pairs: DataFrame, run_date: str) -> DataFrame:
-    """Event-weighted, time-decayed popularity (half-life 7 days before the run date); the
-    distinct users come from the rolled-up pairs, which is one cheap count per item."""
-    decay = F.pow(F.lit(0.5), _age_days(run_date) / F.lit(POPULARITY_HALF_LIFE_DAYS))
-    per_item = uid.groupBy("item_id").agg(
-        F.sum(F.col("weight_sum") * decay).alias("score"), F.sum(_n_events()).cast("long").alias("n_events"))
-    users = pairs.groupBy("item_id").agg(F.count(F.lit(1)).alias("n_users"))
-    return per_item.join(users, "item_id").select("item_id", "score", "n_users", "n_events")
-
-
-def segment_popularity(uid: DataFrame, users: DataFrame | None, columns: tuple[str, ...], run_date: str,
-                       top_k: int = SEGMENT_TOP_K) -> DataFrame:
-    """Per users-table column and value (say country = DE): the ``top_k`` items by the
-    same decayed, event-weighted score as :func:`item_popularity`, among that segment's
-    users. Long table (segment, value, item_id, score, rank); the cold-start lists of a
-    user with that value start here."""
-    decay = F.pow(F.lit(0.5), _age_days(run_date) / F.lit(POPULARITY_HALF_LIFE_DAYS))
-    weighted = uid.select("user_id", "item_id", (F.col("weight_sum") * decay).alias("w"))
-    parts = []
-    for column in columns if users is not None else ():
-        seg = users.select("user_id", F.col(column).cast("string").alias("value")).where(F.col("value").isNotNull())
-        scores = (weighted.join(seg, "user_id").groupBy("value", "item_id").agg(F.sum("w").alias("score")))
-        rank = F.row_number().over(Window.partitionBy("value").orderBy(F.desc("score"), "item_id"))
-        parts.append(scores.withColumn("rank", rank).where(F.col("rank") <= top_k)
-                     .select(F.lit(column).alias("segment"), "value", "item_id", "score", "rank"))
-    if not parts:
-        return uid.sparkSession.createDataFrame([], "segment string, value string, item_id string, "
-                                                    "score double, rank int")
-    return functools.reduce(DataFrame.unionByName, parts)
 
 
 def user_features(pairs: DataFrame, uid: DataFrame, run_date: str) -> DataFrame:
@@ -247,13 +204,12 @@ def user_features(pairs: DataFrame, uid: DataFrame, run_date: str) -> DataFrame:
 
 def item_features(uid: DataFrame, catalog: DataFrame, run_date: str) -> DataFrame:
     """Per catalog item (zeros for items nobody touched): counts per type, first seen,
-    popularity and counts per window (1/7/30 days), smoothed view->click and
-    view->purchase rates over 30 days (items without views get the global rate), and the
-    7d-vs-30d trend (1 = steady, > 1 = rising)."""
+    counts per 7/30-day window and smoothed view->click and view->purchase rates over 30
+    days (items without views get the global rate): behaviour statistics for the shop's
+    analysts; popularity for ranking is the ranker's own (``models/hybrid.py``)."""
     age = _age_days(run_date)
     aggs = [F.min("first_ts").alias("first_seen"), *[F.sum(c).cast("long").alias(c) for c in TYPE_COUNTS]]
-    for d in WINDOWS:
-        aggs.append(F.sum(F.when(age <= d, F.col("weight_sum")).otherwise(0.0)).alias(f"pop_{d}d"))
+    for d in WINDOWS[1:]:
         aggs += [F.sum(F.when(age <= d, F.col(f"n_{t}")).otherwise(0)).cast("long").alias(f"n_{t}_{d}d")
                  for t in ("view", "click", "purchase")]
     counted = uid.groupBy("item_id").agg(*aggs)
@@ -267,57 +223,15 @@ def item_features(uid: DataFrame, catalog: DataFrame, run_date: str) -> DataFram
         "*",
         ((F.col("n_click_30d") + a * click_rate) / (F.col("n_view_30d") + a)).alias("click_rate"),
         ((F.col("n_purchase_30d") + a * buy_rate) / (F.col("n_view_30d") + a)).alias("purchase_rate"),
-        ((F.col("pop_7d") / 7 + 1.0) / (F.col("pop_30d") / 30 + 1.0)).alias("trend"),
     )
 
 
-def user_affinities(pairs: DataFrame, catalog: DataFrame) -> DataFrame:
-    """Long table (user_id, kind, value, share): each user's weighted share of interactions
-    per category and per brand, and the user's price band (low / mid / high tercile of the
-    catalog's prices, by the weighted mean price of the items they interacted with)."""
-    kinds = [c for c in ("category", "brand") if c in catalog.columns]
-    has_price = "price" in catalog.columns
-    joined = pairs.join(F.broadcast(catalog.select("item_id", *kinds, *(["price"] if has_price else []))),
-                        "item_id")
-    out = None
-    if kinds:
-        values = F.explode(F.array(*[F.struct(F.lit(k).alias("kind"), F.col(k).alias("value")) for k in kinds]))
-        per = (joined.select("user_id", "weight_sum", values.alias("kv"))
-               .where(F.col("kv.value").isNotNull())
-               .groupBy("user_id", F.col("kv.kind").alias("kind"), F.col("kv.value").alias("value"))
-               .agg(F.sum("weight_sum").alias("w")))
-        share = F.col("w") / F.sum("w").over(Window.partitionBy("user_id", "kind"))
-        out = per.select("user_id", "kind", "value", share.alias("share"))
-    if has_price:
-        q = catalog.where(F.col("price").isNotNull()).approxQuantile("price", [1 / 3, 2 / 3], 0.001)
-        if len(q) == 2:
-            priced = joined.where(F.col("price").isNotNull())
-            mean = priced.groupBy("user_id").agg(
-                # to the cent, so that the summation order (partitioning) cannot flip a band
-                F.round(F.sum(F.col("price") * F.col("weight_sum")) / F.sum("weight_sum"), 2).alias("p"))
-            band = F.when(F.col("p") <= q[0], "low").when(F.col("p") <= q[1], "mid").otherwise("high")
-            part = mean.select("user_id", F.lit("price_band").alias("kind"), band.alias("value"),
-                               F.lit(1.0).alias("share"))
-            out = part if out is None else out.unionByName(part)
-    return out
-
-
-def co_occurrence(co_day: DataFrame, run_date: str, top_k: int = CO_TOP_K) -> DataFrame:
-    """Item-item scores: per-day pair scores decayed by the day's age (half-life 30 days,
-    the last ``CO_LOOKBACK_DAYS`` days), summed, made symmetric, top-K per item."""
-    age = _age_days(run_date)
-    decay = F.pow(F.lit(0.5), age / F.lit(CO_HALF_LIFE_DAYS))
-    once = (co_day.where(age <= CO_LOOKBACK_DAYS).groupBy("item_id", "other_id")
-            .agg(F.sum(F.col("score") * decay).alias("score")))
-    scores = once.unionByName(once.select(F.col("other_id").alias("item_id"),
-                                          F.col("item_id").alias("other_id"), "score"))
-    rank = F.row_number().over(Window.partitionBy("item_id").orderBy(F.desc("score"), "other_id"))
-    return scores.withColumn("rank", rank).where(F.col("rank") <= top_k)
-
-
-def exclusions(pairs: DataFrame) -> DataFrame:
-    """(user, item) pairs never to recommend again: bought or rated."""
-    return pairs.where((F.col("n_purchase") + F.col("n_rating")) > 0).select("user_id", "item_id")
+def exclusions(uid: DataFrame) -> DataFrame:
+    """(user, item, since) never to recommend again from the day ``since`` on: bought or
+    rated (a dated table, so a list made as of an earlier day excludes what was known then)."""
+    done = sum((F.col(f"n_{t}") for t in EXCLUDING_TYPES[1:]), F.col(f"n_{EXCLUDING_TYPES[0]}"))
+    return (uid.where(done > 0).groupBy("user_id", "item_id")
+            .agg(F.min("dt").cast("timestamp").alias("since")))
 
 
 def bots_of(bots_day: DataFrame) -> DataFrame:
@@ -328,30 +242,11 @@ def bots_of(bots_day: DataFrame) -> DataFrame:
         F.sort_array(F.collect_set("dt")).alias("days"))
 
 
-def training_examples(histories: DataFrame, run_date: str, valid_days: int = VALID_DAYS,
-                      history_len: int = 20) -> DataFrame:
-    """(previous items -> next item) per position of each history, with a time-based split:
-    targets in the last ``valid_days`` before the run date are ``valid``, the rest ``train``."""
-    h = histories.select("user_id", F.arrays_zip("item_ids", "weights", "ts").alias("h"))
-    pos = h.select("user_id", "h", F.posexplode("h").alias("i", "t")).where(F.col("i") > 0)
-    cutoff = F.to_timestamp(F.lit(run_date)) - F.expr(f"INTERVAL {valid_days} DAYS")
-    return pos.select(
-        "user_id",
-        F.slice("h", F.greatest(F.col("i") - history_len + 1, F.lit(1)), F.least(F.col("i"), F.lit(history_len)))
-        .getField("item_ids").alias("history"),
-        F.col("t.item_ids").alias("target"), F.col("t.weights").alias("weight"), F.col("t.ts").alias("target_ts"),
-        F.when(F.col("t.ts") >= cutoff, "valid").otherwise("train").alias("split"),
-    )
+def features(uid: DataFrame, bots_day: DataFrame, catalog: DataFrame, run_date: str) -> dict[str, DataFrame]:
+    """All feature tables for a run date from the per-day tables (days before it).
 
-
-def features(uid: DataFrame, co_day: DataFrame, bots_day: DataFrame, catalog: DataFrame,
-             run_date: str, users: DataFrame | None = None,
-             segment_columns: tuple[str, ...] = ()) -> dict[str, DataFrame]:
-    """All feature tables for a run date from the per-day tables (days before it), plus
-    popularity per segment of ``users`` when ``segment_columns`` name some.
-
-    Events for items not in today's catalog are left out. Bots stay out of training data,
-    popularity and co-occurrence; their purchases still count as exclusions, so a flagged
+    Events for items not in today's catalog are left out. Bots stay out of histories and
+    the behaviour statistics; their purchases still count as exclusions, so a flagged
     person is never shown what they bought.
     """
     before = F.col("dt") < F.to_date(F.lit(run_date))
@@ -363,19 +258,11 @@ def features(uid: DataFrame, co_day: DataFrame, bots_day: DataFrame, catalog: Da
     human = uid.join(bot_ids, "user_id", "left_anti")
     pairs = roll_up(uid).cache()
     human_pairs = pairs.join(bot_ids, "user_id", "left_anti")
-    histories = user_histories(human_pairs).cache()
-    co = (co_day.where(before).join(ids, "item_id", "left_semi")
-          .join(ids.withColumnRenamed("item_id", "other_id"), "other_id", "left_semi"))
     return {
-        "histories": histories,
-        "training_examples": training_examples(histories, run_date),
-        "item_popularity": item_popularity(human, human_pairs, run_date),
-        "segment_popularity": segment_popularity(human, users, segment_columns, run_date),
+        "histories": user_histories(human_pairs),
         "user_features": user_features(pairs, uid, run_date),
-        "user_affinities": user_affinities(human_pairs, catalog),
         "item_features": item_features(human, catalog, run_date),
-        "co_occurrence": co_occurrence(co, run_date),
-        "exclusions": exclusions(pairs),
+        "exclusions": exclusions(uid),
         "bots": bots,
     }
 
@@ -422,17 +309,13 @@ def clean_days(spark: SparkSession, validated_dir: str, clean_dir: str, days: li
 
 
 def build_features(spark: SparkSession, clean_dir: str, catalog_path: str, out_dir: str,
-                   run_date: str, users_path: str | None = None,
-                   segment_columns: tuple[str, ...] = ()) -> dict[str, int]:
+                   run_date: str) -> dict[str, int]:
     """Feature tables for ``run_date`` from the cleaned per-day tables; returns row counts."""
-    read = lambda name: spark.read.parquet(f"{clean_dir}/{name}")  # noqa: E731
-    users = spark.read.parquet(users_path) if users_path and segment_columns else None
-    tables = features(read("user_item_day"), read("co_day"), _bots_day(spark, clean_dir),
-                      spark.read.parquet(catalog_path), run_date, users, segment_columns)
+    tables = features(spark.read.parquet(f"{clean_dir}/user_item_day"), _bots_day(spark, clean_dir),
+                      spark.read.parquet(catalog_path), run_date)
     counts = {name: _write_table(df, f"{out_dir}/{name}") for name, df in tables.items()}
     if counts["bots"]:
-        log.warning("flagged %d bot-like users (kept out of training and popularity): %s",
-                    counts["bots"], f"{out_dir}/bots")
+        log.warning("flagged %d bot-like users (kept out of histories): %s", counts["bots"], f"{out_dir}/bots")
     log.info("features for %s: %s", run_date, counts)
     return counts
 
@@ -446,32 +329,3 @@ def _bots_day(spark: SparkSession, clean_dir: str) -> DataFrame:
         if "PATH_NOT_FOUND" not in str(e) and "does not exist" not in str(e):
             raise
         return spark.createDataFrame([], schema)
-
-
-def main(argv: list[str] | None = None) -> None:
-    from spark_jobs.session import get_spark
-
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--validated", required=True, help="validated events folder (dt= partitions)")
-    p.add_argument("--clean", required=True, help="cleaned per-day tables folder")
-    p.add_argument("--catalog", required=True, help="validated catalog Parquet")
-    p.add_argument("--out", required=True)
-    p.add_argument("--quarantine", required=True)
-    p.add_argument("--date", required=True)
-    p.add_argument("--days", default="", help="comma-separated days to (re)clean first")
-    p.add_argument("--users", help="validated users Parquet (for --segments)")
-    p.add_argument("--segments", default="", help="comma-separated users columns: popularity per segment")
-    a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
-    spark = get_spark("nightrecs-features")
-    try:
-        if a.days:
-            clean_days(spark, a.validated, a.clean, a.days.split(","), a.catalog, a.quarantine)
-        build_features(spark, a.clean, a.catalog, a.out, a.date, a.users,
-                       tuple(c for c in a.segments.split(",") if c))
-    finally:
-        spark.stop()
-
-
-if __name__ == "__main__":
-    main()

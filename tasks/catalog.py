@@ -11,12 +11,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from models.hybrid import ItemAttributes
-from models.seqrec import EVENT_TYPES, Sequences
-from models.text import TextTower, encode, item_text
-from spark_jobs.features import EVENT_WEIGHTS
-from tasks import layout
-from tasks.storage import Root
+from nightrecs.models.hybrid import ItemAttributes
+from nightrecs.contract import EVENT_TYPES
+from nightrecs.models.data import DISLIKE, Sequences
+from nightrecs.models.text import TextTower, encode, item_text
+from nightrecs.tasks import layout
+from nightrecs.tasks.storage import Root
 
 log = logging.getLogger(__name__)
 
@@ -58,22 +58,26 @@ def unix_seconds(date: str) -> int:
     return int(pd.Timestamp(date, tz="UTC").timestamp())
 
 
-def load_sequences(root: Root, date: str, item_ids: pd.Series) -> tuple[list[str], Sequences]:
+def load_sequences(root: Root, date: str, item_ids: pd.Series,
+                   dislike_rating: float = 0.0) -> tuple[list[str], Sequences]:
     """The ``histories`` feature table as model input: per user (in the returned order) the
-    catalog rows of their items, oldest first, each with its strongest event type (from the
-    event weight) and its last time. Items no longer in the catalog are left out."""
-    t = root.read_arrow(layout.features(date, "histories"), columns=["user_id", "item_ids", "weights", "ts"])
+    catalog rows of their items, oldest first, each with its strongest event type (a
+    rating at or below ``dislike_rating`` becomes a dislike) and its last time. Items no
+    longer in the catalog are left out."""
+    t = root.read_arrow(layout.features(date, "histories"), columns=["user_id", "item_ids", "event_types", "ratings", "ts"])
     users = t.column("user_id").to_pylist()
-    lists = {c: t.column(c).combine_chunks() for c in ("item_ids", "weights", "ts")}
+    lists = {c: t.column(c).combine_chunks() for c in ("item_ids", "event_types", "ratings", "ts")}
     lengths = pc.list_value_length(lists["item_ids"]).fill_null(0).to_numpy()
     user = np.repeat(np.arange(len(users)), lengths)
     item = pd.Index(item_ids).get_indexer(lists["item_ids"].flatten().to_numpy(zero_copy_only=False))
     ts = pc.cast(lists["ts"].flatten(), pa.timestamp("s"), safe=False).cast(pa.int64()).to_numpy()  # floor to s
-    by_weight = {}
-    for name, w in EVENT_WEIGHTS.items():  # equal weights (rating, add_to_cart): the first
-        by_weight.setdefault(w, EVENT_TYPES.index(name) + 1)
-    weights = lists["weights"].flatten().to_numpy()
-    etype = np.array([by_weight.get(float(w), EVENT_TYPES.index("view") + 1) for w in weights], dtype=np.int64)
+    names = lists["event_types"].flatten().to_numpy(zero_copy_only=False)
+    etype = pd.Index(EVENT_TYPES).get_indexer(names) + 1
+    if (etype == 0).any():
+        raise ValueError(f"{root.full(layout.features(date, 'histories'))}: column event_types: types outside "
+                         f"the contract: {sorted(set(names[etype == 0].tolist()))[:5]}")
+    rating = lists["ratings"].flatten().to_numpy(zero_copy_only=False).astype(float)  # NaN: not rated
+    etype[(names == "rating") & (rating <= dislike_rating)] = DISLIKE
     keep = item >= 0
     return users, Sequences.from_events(user[keep], item[keep], etype[keep], ts[keep], len(users))
 

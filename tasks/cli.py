@@ -7,10 +7,11 @@ import json
 import logging
 import os
 import sys
+from dataclasses import fields
 
-from tasks.layout import RunConfig
-from tasks.pipeline import DataQualityError
-from tasks.storage import open_root
+from nightrecs.tasks.layout import RunConfig, add_flags
+from nightrecs.tasks.pipeline import DataQualityError
+from nightrecs.tasks.storage import open_root
 
 log = logging.getLogger("nightrecs")
 
@@ -32,27 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--root", required=True)
 
     r = sub.add_parser("run", help="run every pipeline step in process, in DAG order")
-    r.add_argument("--root", required=True)
-    r.add_argument("--date", required=True, help="run date; uses events with dt < date")
-    r.add_argument("--top-n", type=int, default=RunConfig.top_n)
-    r.add_argument("--max-per-category", type=int, default=RunConfig.max_per_category,
-                   help="at most this many items of one category per list (0 = no cap)")
-    r.add_argument("--new-item-quota", type=int, default=RunConfig.new_item_quota,
-                   help="list slots for new items (0 = none)")
-    r.add_argument("--segments", default="",
-                   help="users columns for segment popularity (cold start), comma-separated, first preferred")
-    r.add_argument("--train-epochs", type=int, default=RunConfig.train_epochs,
-                   help="training epochs at most (early stopping on the last days)")
-    r.add_argument("--train-mode", choices=("light", "full"), default=RunConfig.train_mode,
-                   help="light: frozen text encoder (CPU); full: fine-tune it too (GPU)")
-    r.add_argument("--full-retrain", action="store_true", help="train from scratch, not from the last model")
-    r.add_argument("--skip-training", action="store_true")
-    r.add_argument("--holdout-days", type=int, default=RunConfig.holdout_days,
-                   help="evaluate on the last N days before the run date")
-    r.add_argument("--gate-tolerance", type=float, default=RunConfig.gate_tolerance,
-                   help="block publishing below the champion's warm NDCG@10 times (1 - this)")
-    r.add_argument("--force-publish", action="store_true", help="publish even when the evaluation gate blocks")
-    r.add_argument("--base-model", help="local model folder (default: packaged all-MiniLM-L6-v2)")
+    add_flags(r)  # one flag per RunConfig field
 
     recs = sub.add_parser("recs", help="read the published lists").add_subparsers(
         dest="recs_command", required=True)
@@ -84,30 +65,23 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo-data":
-        from tasks.demo_data import ShopSpec, generate
+        from nightrecs.tasks.demo_data import ShopSpec, generate
 
         spec = ShopSpec(users=args.users, items=args.items, days=args.days, seed=args.seed,
                         end_date=args.end_date)
         print(json.dumps(generate(open_root(args.root), spec)))
     elif args.command == "import-movielens":
-        from tasks.movielens import import_movielens
+        from nightrecs.tasks.movielens import import_movielens
 
         print(json.dumps(import_movielens(open_root(args.root))))
     elif args.command == "run":
-        from tasks.pipeline import run_pipeline
+        from nightrecs.tasks.pipeline import run_pipeline
 
-        cfg = RunConfig(root=args.root, date=args.date, top_n=args.top_n,
-                        max_per_category=args.max_per_category, new_item_quota=args.new_item_quota,
-                        segment_columns=args.segments,
-                        train_epochs=args.train_epochs, train_mode=args.train_mode,
-                        full_retrain=args.full_retrain, skip_training=args.skip_training,
-                        holdout_days=args.holdout_days, gate_tolerance=args.gate_tolerance,
-                        force_publish=args.force_publish,
-                        base_model=args.base_model)
+        cfg = RunConfig(**{f.name: getattr(args, f.name) for f in fields(RunConfig)})
         results = run_pipeline(cfg)
         print(json.dumps(results["publish"]))
     elif args.recs_command == "get":
-        from tasks.recs import get_user
+        from nightrecs.tasks.recs import get_user
 
         row = get_user(open_root(args.root), args.user_id)
         if row is None:
@@ -115,7 +89,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             return 1
         print(json.dumps(row, ensure_ascii=False))
     else:
-        from tasks.recs import export
+        from nightrecs.tasks.recs import export
 
         root = open_root(args.root)
         if args.out == "-":

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from tasks import layout
-from tasks.storage import Root
+from nightrecs.tasks import layout
+from nightrecs.tasks.storage import Root
 
 log = logging.getLogger(__name__)
 
@@ -229,8 +229,8 @@ def generate(root: Root, spec: ShopSpec) -> dict:
     start = end - dt.timedelta(days=spec.days)
     catalog = make_catalog(spec, rng)
     users = make_users(spec, rng, start)
-    root.write_parquet(f"{layout.RAW_CATALOG}/part-00000.parquet", catalog)
-    root.write_parquet(f"{layout.RAW_USERS}/part-00000.parquet", users)
+    root.write_parquet(layout.raw_file("catalog"), catalog)
+    root.write_parquet(layout.raw_file("users"), users)
     shop = _Shop(spec, catalog, rng)
     n_events = 0
     for d in tqdm(range(spec.days), desc="demo events", unit="day"):
@@ -238,7 +238,7 @@ def generate(root: Root, spec: ShopSpec) -> dict:
         events = shop.day(day, n_events)
         if events.empty:
             continue
-        root.write_parquet(f"{layout.RAW_EVENTS}/dt={day.isoformat()}/part-00000.parquet", events)
+        root.write_parquet(layout.raw_events_file(day.isoformat()), events)
         n_events += len(events)
     log.info("demo shop: %d items, %d users, %d events, %s .. %s",
              len(catalog), len(users), n_events, start, end - dt.timedelta(days=1))

@@ -7,11 +7,11 @@ import logging
 
 import numpy as np
 
-from tasks import layout
-from tasks.catalog import load_catalog, load_sequences, unix_seconds, write_vectors
-from tasks.layout import RunConfig
-from tasks.storage import open_root
-from tasks.train import load_model, model_meta
+from nightrecs.tasks import layout
+from nightrecs.tasks.catalog import load_catalog, load_sequences, unix_seconds, write_vectors
+from nightrecs.tasks.layout import RunConfig
+from nightrecs.tasks.storage import open_root
+from nightrecs.tasks.artifacts import load_model
 
 log = logging.getLogger(__name__)
 
@@ -21,10 +21,10 @@ def embed_catalog(cfg: RunConfig) -> dict:
     A user's vector is their state after their whole history, at midnight of the run date."""
     root = open_root(cfg.root)
     catalog = load_catalog(root, cfg.date)
-    rec = load_model(root, cfg, catalog)
-    version = model_meta(root, cfg.date)["version"]
+    rec, meta = load_model(root, layout.model_dir(cfg.date), cfg, catalog)
+    version = meta["version"]
     items = rec.item_vectors()
-    user_ids, seqs = load_sequences(root, cfg.date, catalog["item_id"])
+    user_ids, seqs = load_sequences(root, cfg.date, catalog["item_id"], cfg.dislike_rating)
     with_history = [u for u, s in enumerate(seqs.items) if len(s)]
     users = rec.user_vectors(seqs, with_history, unix_seconds(cfg.date))
     if not np.isfinite(users).all() or not np.isfinite(items).all():

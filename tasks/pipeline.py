@@ -11,8 +11,8 @@ import logging
 import time
 from typing import Callable
 
-from expectations.errors import DataQualityError
-from tasks.layout import RunConfig
+from nightrecs.expectations.errors import DataQualityError
+from nightrecs.tasks.layout import RunConfig
 
 __all__ = ["STEPS", "DataQualityError", "get_step", "run_pipeline", "run_step"]
 
@@ -22,15 +22,15 @@ Step = Callable[[RunConfig], dict]
 
 # step name -> module in tasks/ that defines a function of that name
 STEPS: dict[str, str] = {
-    "validate_raw": "tasks.validate_raw",
-    "build_features": "tasks.features",
-    "validate_features": "tasks.validate_features",
-    "train_model": "tasks.train",
-    "embed_catalog": "tasks.embed",
-    "retrieve": "tasks.retrieve",
-    "validate_recs": "tasks.validate_recs",
-    "evaluate": "tasks.evaluate",
-    "publish": "tasks.publish",
+    "validate_raw": "nightrecs.tasks.validate_raw",
+    "build_features": "nightrecs.tasks.features",
+    "validate_features": "nightrecs.tasks.validate_features",
+    "train_model": "nightrecs.tasks.train",
+    "embed_catalog": "nightrecs.tasks.embed",
+    "retrieve": "nightrecs.tasks.retrieve",
+    "validate_recs": "nightrecs.tasks.validate_recs",
+    "evaluate": "nightrecs.tasks.evaluate",
+    "publish": "nightrecs.tasks.publish",
 }
 
 

@@ -9,14 +9,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from expectations.core import Gate
-from tasks.storage import Root
+from nightrecs.expectations.core import Gate
+from nightrecs.tasks import layout
+from nightrecs.tasks.storage import Root
 
 log = logging.getLogger(__name__)
-
-
-def reports_key(date: str, name: str = "") -> str:
-    return f"reports/{date}/{name}".rstrip("/")
 
 
 @contextmanager
@@ -35,7 +32,7 @@ def gate(root: Root, date: str, name: str) -> Iterator[Gate]:
             g.finish()
             for gif in Path(tmp).glob("static/images/*.gif"):  # GX tutorial media, 3.4 MB, unused
                 gif.unlink()
-            docs = reports_key(date, f"data_docs/{name}")
+            docs = layout.reports(date, f"data_docs/{name}")
             root.upload_dir(Path(tmp), docs)
             record(root, date, name, {"status": status, "error": error,
                                       "tables": [r.summary() for r in g.reports],
@@ -45,7 +42,7 @@ def gate(root: Root, date: str, name: str) -> Iterator[Gate]:
 
 def record(root: Root, date: str, name: str, entry: dict) -> None:
     """Merge one gate's entry into ``reports/<date>/summary.json``."""
-    key = reports_key(date, "summary.json")
+    key = layout.reports(date, "summary.json")
     summary = json.loads(root.read_text(key)) if root.exists(key) else {}
     summary[name] = entry
     root.write_text(key, json.dumps(summary, indent=2, default=str))

@@ -140,8 +140,8 @@ class LocalRoot(Root):
             return []
         return sorted(
             p.relative_to(self.path).as_posix()
-            for p in base.rglob("*")
-            if p.is_file() and not p.name.startswith(".")
+            for p in base.rglob("*")  # hidden: temp files and half-written folders
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(base).parts)
         )
 
     def delete_prefix(self, prefix: str) -> None:
@@ -189,13 +189,17 @@ class S3Root(Root):
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
 
     def exists(self, key: str) -> bool:
+        """An object or a prefix; only "not found" is absent: a 403 or any other error
+        raises (a denied read must not look like "nothing published yet")."""
         if self._list_keys(key, max_keys=1):
             return True
         try:
             self.client.head_object(Bucket=self.bucket, Key=self._key(key))
             return True
-        except self.client.exceptions.ClientError:
-            return False
+        except self.client.exceptions.ClientError as e:
+            if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
 
     def stat(self, key: str) -> tuple[int, str]:
         head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
@@ -277,12 +281,23 @@ def local_copy(root: Root, prefix: str) -> Iterator[Path]:
 
 @contextmanager
 def local_output(root: Root, prefix: str) -> Iterator[Path]:
-    """A local folder to write into; on success its contents replace ``prefix`` in the root."""
+    """A local folder to write into; only on success do its contents replace ``prefix`` in
+    the root (a crash while writing leaves the old contents as they were). On a local root
+    the folder is a sibling of the target, swapped in by two renames."""
     if isinstance(root, LocalRoot):
-        root.delete_prefix(prefix)
         target = root.local_path(prefix)
-        target.mkdir(parents=True, exist_ok=True)
-        yield target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.new-"))
+        try:
+            yield tmp
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        if target.exists():
+            os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
         return
     with tempfile.TemporaryDirectory(prefix="nightrecs-") as tmp:
         yield Path(tmp)

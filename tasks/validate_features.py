@@ -7,27 +7,22 @@ import logging
 import numpy as np
 import pandas as pd
 
-from expectations.core import enforce
-from expectations.features import items_in_catalog_suite, numeric_suite
-from tasks import layout
-from tasks.layout import RunConfig
-from tasks.reports import gate
-from tasks.storage import open_root
+from nightrecs.expectations.core import enforce
+from nightrecs.expectations.features import items_in_catalog_suite, numeric_suite
+from nightrecs.tasks import layout
+from nightrecs.tasks.layout import RunConfig
+from nightrecs.tasks.reports import gate
+from nightrecs.tasks.storage import open_root
 
 log = logging.getLogger(__name__)
 
 # table -> (key column, unique key?, columns finite and >= 0, rates in [0, 1])
 NUMERIC = {
-    "item_popularity": ("item_id", True, ["score", "n_users", "n_events"], ()),
     "user_features": ("user_id", True, ["n_events", "n_items", "recency_days"], ()),
-    "item_features": ("item_id", True, ["n_view", "n_purchase", "pop_7d", "pop_30d", "trend"],
-                      ("click_rate", "purchase_rate")),
-    "co_occurrence": ("item_id", False, ["score"], ()),
-    "segment_popularity": ("item_id", False, ["score"], ()),
+    "item_features": ("item_id", True, ["n_view", "n_purchase", "n_view_30d"], ("click_rate", "purchase_rate")),
 }
 # tables whose item columns must all be catalog items
-ITEM_COLUMNS = {"item_popularity": ["item_id"], "item_features": ["item_id"],
-                "co_occurrence": ["item_id", "other_id"], "segment_popularity": ["item_id"]}
+ITEM_COLUMNS = {"item_features": ["item_id"], "exclusions": ["item_id"]}
 
 
 def finite(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
@@ -45,10 +40,12 @@ def validate_features(cfg: RunConfig) -> dict:
 
     rows = {}
     with gate(root, cfg.date, "features") as g:
-        for table, (key, unique, cols, rates) in NUMERIC.items():
+        for table in {**NUMERIC, **ITEM_COLUMNS}:
             df = root.read_parquet(layout.features(cfg.date, table))
             rows[table] = len(df)
-            g.validate(finite(df, cols + list(rates)), numeric_suite(table, cols, key, unique, rates), table)
+            if table in NUMERIC:
+                key, unique, cols, rates = NUMERIC[table]
+                g.validate(finite(df, cols + list(rates)), numeric_suite(table, cols, key, unique, rates), table)
             for col in ITEM_COLUMNS.get(table, []):
                 g.validate(items(df, col), items_in_catalog_suite(f"{table}_{col}"), f"{table}.{col}")
         hist = root.read_parquet(layout.features(cfg.date, "histories"), columns=["user_id", "item_ids"])

@@ -23,14 +23,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from expectations.core import GateReport, enforce, split_quarantine
-from expectations.errors import DataQualityError
-from expectations.raw import (CONTRACT, RawRules, catalog_suite, contract_schema, events_suite,
+from nightrecs.expectations.core import GateReport, enforce, split_quarantine
+from nightrecs.expectations.errors import DataQualityError
+from nightrecs.expectations.raw import (CONTRACT, RawRules, catalog_suite, contract_schema, events_suite,
                               extra_columns, schema_problems, users_suite, volume_suite)
-from tasks import layout
-from tasks.layout import RunConfig
-from tasks.reports import gate
-from tasks.storage import Root, open_root, parquet_bytes
+from nightrecs.tasks import layout
+from nightrecs.tasks.layout import RunConfig
+from nightrecs.tasks.reports import gate
+from nightrecs.tasks.storage import Root, open_root, parquet_bytes
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def _quarantine(root: Root, date: str, table: str, part: int, bad: list[pd.DataF
     if not bad:
         return
     out = pd.concat(bad, ignore_index=True).drop(columns=["user_known"], errors="ignore").astype(str)
-    root.write_parquet(f"{layout.quarantine(date, table)}/part-{part:05d}.parquet", out)
+    root.write_parquet(layout.quarantine_file(date, table, part), out)
     log.warning("quarantined %d %s rows: %s", len(out), table, root.full(layout.quarantine(date, table)))
 
 
@@ -156,7 +156,7 @@ def validate_raw(cfg: RunConfig) -> dict:
     root = open_root(cfg.root)
     rules = rules_of(cfg)
     days = event_partitions(root, cfg.date)
-    incoming = f"validated/_incoming/{cfg.date}"
+    incoming = layout.incoming(cfg.date)
     root.delete_prefix(incoming)
     try:
         with gate(root, cfg.date, "raw") as g:
@@ -168,7 +168,7 @@ def validate_raw(cfg: RunConfig) -> dict:
             root.write_parquet(layout.validated(cfg.date, table), _typed(clean[table], table, extra))
         for day in todo:
             root.delete_prefix(layout.validated_events(day))
-            for key in root.list(f"{incoming}/dt={day}"):
+            for key in root.list(layout.incoming(cfg.date, day)):
                 root.move(key, f"{layout.validated_events(day)}/{key.rsplit('/', 1)[1]}")
     finally:
         root.delete_prefix(incoming)
@@ -176,7 +176,7 @@ def validate_raw(cfg: RunConfig) -> dict:
                      "events": sum(counts[d] for d in todo)},
             "quarantined": {r.table: r.quarantined for r in g.reports if r.table != "volume"},
             "ingested_days": sorted(todo), "newest_day": max(days) if days else None,
-            "summary": root.full(f"reports/{cfg.date}/summary.json")}
+            "summary": root.full(layout.reports(cfg.date, "summary.json"))}
 
 
 def _gate_tables(root: Root, cfg: RunConfig, rules: RawRules, days: dict[str, list[str]],

@@ -6,13 +6,13 @@ import logging
 
 import pandas as pd
 
-from expectations.core import enforce
-from expectations.recs import lengths_suite, lists_suite
-from tasks import layout
-from tasks.catalog import load_catalog
-from tasks.layout import RunConfig
-from tasks.reports import gate
-from tasks.storage import open_root
+from nightrecs.expectations.core import enforce
+from nightrecs.expectations.recs import lengths_suite, lists_suite
+from nightrecs.tasks import layout
+from nightrecs.tasks.catalog import load_catalog
+from nightrecs.tasks.layout import RunConfig
+from nightrecs.tasks.reports import gate
+from nightrecs.tasks.storage import open_root
 
 log = logging.getLogger(__name__)
 

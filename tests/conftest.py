@@ -38,7 +38,7 @@ def tiny_model(tmp_path_factory) -> str:
     """A 2-layer, 32-wide BERT with the real MiniLM tokenizer: same code path, seconds to train."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from models.text import default_base_model
+    from nightrecs.models.text import default_base_model
 
     out = tmp_path_factory.mktemp("tiny-model")
     config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
@@ -52,8 +52,8 @@ def tiny_model(tmp_path_factory) -> str:
 
 
 def make_shop(root_uri: str, **kw) -> dict:
-    from tasks.demo_data import ShopSpec, generate
-    from tasks.storage import open_root
+    from nightrecs.tasks.demo_data import ShopSpec, generate
+    from nightrecs.tasks.storage import open_root
 
     spec = ShopSpec(**{"users": 120, "items": 60, "days": 8, "end_date": SHOP_DATE, "seed": 3, **kw})
     return generate(open_root(root_uri), spec)
@@ -77,8 +77,8 @@ def shop(shop_template, tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def published_shop(tmp_path_factory, shop_template, tiny_model) -> Path:
     """The small shop after one full successful run (recs/ published)."""
-    from tasks.layout import RunConfig
-    from tasks.pipeline import run_pipeline
+    from nightrecs.tasks.layout import RunConfig
+    from nightrecs.tasks.pipeline import run_pipeline
 
     root = tmp_path_factory.mktemp("published") / "shop"
     shutil.copytree(shop_template, root)
@@ -157,7 +157,7 @@ def s3_env(s3_server, monkeypatch):
 
     for k, v in s3_server.items():
         monkeypatch.setenv(k, v)
-    from tasks.storage import s3_client
+    from nightrecs.tasks.storage import s3_client
 
     bucket = f"t-{uuid.uuid4().hex[:12]}"
     s3_client().create_bucket(Bucket=bucket)

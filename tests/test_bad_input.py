@@ -39,10 +39,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from expectations.errors import DataQualityError
-from tasks.layout import RunConfig
-from tasks.pipeline import run_pipeline, run_step
-from tasks.validate_raw import validate_raw
+from nightrecs.contract import EVENT_TYPES
+from nightrecs.expectations.errors import DataQualityError
+from nightrecs.tasks.layout import RunConfig
+from nightrecs.tasks.pipeline import run_pipeline, run_step
+from nightrecs.tasks.validate_raw import validate_raw
 from tests.conftest import SHOP_DATE
 
 EVENTS_FILE = "raw/events/dt=2026-03-05/part-00000.parquet"
@@ -281,8 +282,8 @@ def test_unknown_items_and_bots_in_the_feature_job(shop):
     assert bots["user_id"].tolist() == ["u000000"]
     hist = pd.read_parquet(shop / f"features/{SHOP_DATE}/histories")
     assert "u000000" not in set(hist["user_id"])
-    pop = pd.read_parquet(shop / f"features/{SHOP_DATE}/item_popularity")
-    assert pop["n_events"].sum() < raw_count(shop) - n
+    items = pd.read_parquet(shop / f"features/{SHOP_DATE}/item_features")
+    assert items[[f"n_{t}" for t in EVENT_TYPES]].to_numpy().sum() < raw_count(shop) - n  # the bot's are out
     ghosts = pd.read_parquet(shop / f"quarantine/{SHOP_DATE}/events_unknown_item")
     assert set(ghosts["reason"]) == {"item_id not in catalog"} and len(ghosts) == 3
 
@@ -290,9 +291,10 @@ def test_unknown_items_and_bots_in_the_feature_job(shop):
 def test_feature_gate_stops_on_infinite_or_unknown_values(published_shop, tmp_path):
     root = tmp_path / "shop"
     shutil.copytree(published_shop, root)
-    pop_dir = root / f"features/{SHOP_DATE}/item_popularity"
+    pop_dir = root / f"features/{SHOP_DATE}/item_features"
     pop = pd.read_parquet(pop_dir)
-    pop.loc[0, "score"] = np.inf
+    pop["n_view"] = pop["n_view"].astype(float)
+    pop.loc[0, "n_view"] = np.inf
     pop.loc[1, "item_id"] = "ghost"
     shutil.rmtree(pop_dir)
     pop_dir.mkdir()
@@ -300,13 +302,13 @@ def test_feature_gate_stops_on_infinite_or_unknown_values(published_shop, tmp_pa
     with pytest.raises(DataQualityError) as err:
         run_step("validate_features", RunConfig(root=str(root), date=SHOP_DATE))
     msg = str(err.value)
-    assert "expect_column_values_to_not_be_null on item_popularity.score: 1 of" in msg
-    assert "item_popularity.item_id" in msg and "item_id='ghost'" in msg
+    assert "expect_column_values_to_not_be_null on item_features.n_view: 1 of" in msg
+    assert "item_features.item_id" in msg and "item_id='ghost'" in msg
 
 
 def test_batched_ingest_equals_one_batch(shop, tmp_path, monkeypatch):
     """With one day per batch the result is the same; quarantine reports add up."""
-    import tasks.validate_raw as vr
+    import nightrecs.tasks.validate_raw as vr
 
     rewrite(shop / EVENTS_FILE, set_rows("event_type", [1], "wishlist"))
     rewrite(shop / NEWEST_FILE, set_rows("event_type", [2], "wishlist"))
@@ -340,14 +342,14 @@ def test_rerun_cleans_only_changed_days_and_repeats_its_features(shop, monkeypat
     again, and the features are kept. Change that day's rows: only that day is cleaned
     again, other days' files are untouched, and the features equal a build from scratch.
     A new clean format cleans every day again."""
-    from spark_jobs import features as job
+    from nightrecs.spark_jobs import features as job
 
     cfg = RunConfig(root=str(shop), date=SHOP_DATE)
     run_step("validate_raw", cfg)
     first = run_step("build_features", cfg)
     assert len(first["cleaned_days"]) == 8 and first["cleaned"]["events"] == raw_count(shop)
     tables = {"histories": ["user_id"], "item_features": ["item_id"], "user_features": ["user_id"],
-              "co_occurrence": ["item_id", "other_id"], "item_popularity": ["item_id"]}
+              "exclusions": ["user_id", "item_id"]}
 
     def snapshot(root: Path = shop):
         return {t: pd.read_parquet(root / f"features/{SHOP_DATE}/{t}").sort_values(k, ignore_index=True)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from models.baselines import ALS, EASE, CoOccurrence, Popularity, top_n
+from nightrecs.models.baselines import ALS, EASE, CoOccurrence, Popularity, top_n
 
 # users x items: items 0 and 1 always go together, item 2 is popular, item 4 is never seen
 X = sp.csr_matrix(np.array([

@@ -10,12 +10,12 @@ import sys
 import pandas as pd
 import pytest
 
-from tasks.storage import open_root
+from nightrecs.tasks.storage import open_root
 from tests.conftest import REPO, SHOP_DATE
 
 
 def nightrecs(*args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tasks.cli", *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "nightrecs.tasks.cli", *args], cwd=REPO,
                           env={**os.environ, **env}, capture_output=True, text=True, timeout=900)
 
 
@@ -71,8 +71,8 @@ def test_bad_input_exits_2_with_the_reason(shop):
 def test_spark_reads_and_writes_s3a(s3_env, tiny_model, shop):
     """With NIGHTRECS_SPARK_JARS set, the feature job runs on s3a:// paths (no staging) and
     computes what it computes on a local root."""
-    from tasks.layout import RunConfig
-    from tasks.pipeline import run_step
+    from nightrecs.tasks.layout import RunConfig
+    from nightrecs.tasks.pipeline import run_step
 
     root = f"s3://{s3_env['bucket']}/shop"
     s3 = open_root(root)
@@ -89,7 +89,7 @@ def test_spark_reads_and_writes_s3a(s3_env, tiny_model, shop):
     cfg = RunConfig(root=str(shop), date=SHOP_DATE)
     run_step("validate_raw", cfg)
     run_step("build_features", cfg)
-    for table in ("histories", "item_features", "co_occurrence"):
+    for table in ("histories", "item_features", "exclusions"):
         a = s3.read_parquet(f"features/{SHOP_DATE}/{table}")
         b = open_root(shop).read_parquet(f"features/{SHOP_DATE}/{table}")
         key = [c for c in ("user_id", "item_id", "other_id") if c in a.columns]

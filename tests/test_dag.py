@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from tasks.pipeline import STEPS
+from nightrecs.tasks.layout import param_schemas
+from nightrecs.tasks.pipeline import STEPS
 from tests.conftest import REPO, SHOP_DATE
 
 
@@ -34,9 +35,18 @@ def test_graph_and_settings(dag):
         assert dag.get_task(down).upstream_task_ids >= {up}
     assert dag.catchup is False and dag.max_active_runs == 1
     assert dag.get_task("build_features").retries == 2
-    assert {"root", "top_n", "train_epochs", "train_mode", "full_retrain", "skip_training", "run_date",
-            "max_per_category", "new_item_quota", "segment_columns", "holdout_days", "gate_tolerance",
-            "force_publish"} <= set(dag.params)
+    assert set(dag.params) == set(param_schemas())  # one Param per RunConfig field
+
+
+def test_every_param_default_passes_its_own_schema(dag):
+    """The web UI's trigger form validates Params with JSON Schema in the browser: a
+    default that fails its schema greys out Trigger."""
+    import jsonschema
+
+    for name, param in dag.params.items():
+        schema = {k: v for k, v in param.schema.items() if k not in ("description", "format")}
+        jsonschema.validate(param.value, schema)  # raises, naming the Param's value
+        assert param.schema.get("type"), name
 
 
 def test_dag_file_does_not_import_heavy_modules():
@@ -49,10 +59,10 @@ def test_dag_file_does_not_import_heavy_modules():
     assert out.stdout.strip().splitlines()[-1:] in ([], [""])
 
 
-def test_dag_test_runs_the_whole_pipeline(dag, shop, tiny_model, monkeypatch):
-    monkeypatch.setenv("NIGHTRECS_BASE_MODEL", tiny_model)
+def test_dag_test_runs_the_whole_pipeline(dag, shop, tiny_model):
     run = dag.test(logical_date=dt.datetime.fromisoformat(SHOP_DATE).replace(tzinfo=dt.UTC),
-                   run_conf={"root": str(shop), "top_n": 5, "train_epochs": 2, "segment_columns": "country"})
+                   run_conf={"root": str(shop), "top_n": 5, "train_epochs": 2, "segment_columns": "country",
+                             "base_model": tiny_model})
     assert run.state == "success"
     latest = json.loads((shop / "recs/LATEST").read_text())
     manifest = json.loads((shop / "recs" / latest["manifest"]).read_text())
@@ -62,10 +72,9 @@ def test_dag_test_runs_the_whole_pipeline(dag, shop, tiny_model, monkeypatch):
     assert all(reasons) and any(r.startswith("popular with country ") for r in reasons)
 
 
-def test_failed_gate_fails_the_run_without_retries(dag, shop, tiny_model, monkeypatch):
+def test_failed_gate_fails_the_run_without_retries(dag, shop):
     import pandas as pd
 
-    monkeypatch.setenv("NIGHTRECS_BASE_MODEL", tiny_model)
     path = shop / "raw/users/part-00000.parquet"
     pd.read_parquet(path).assign(user_id=None).to_parquet(path)
     run = dag.test(logical_date=dt.datetime.fromisoformat(SHOP_DATE).replace(tzinfo=dt.UTC),
@@ -74,3 +83,11 @@ def test_failed_gate_fails_the_run_without_retries(dag, shop, tiny_model, monkey
     states = {ti.task_id: (ti.state, ti.try_number) for ti in run.get_task_instances()}
     assert states["validate_raw"] == ("failed", 1)
     assert not (shop / "recs").exists()
+
+
+def test_an_invalid_combination_fails_at_once(dag, shop):
+    run = dag.test(logical_date=dt.datetime.fromisoformat(SHOP_DATE).replace(tzinfo=dt.UTC),
+                   run_conf={"root": str(shop), "skip_training": True, "full_retrain": True})
+    states = {ti.task_id: (ti.state, ti.try_number) for ti in run.get_task_instances()}
+    assert run.state == "failed" and states["resolve_config"] == ("failed", 1)
+    assert not (shop / "validated").exists()

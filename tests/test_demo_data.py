@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from tasks.demo_data import ShopSpec, generate
-from tasks.layout import RunConfig
-from tasks.storage import open_root
-from tasks.validate_raw import validate_raw
+from nightrecs.tasks.demo_data import ShopSpec, generate
+from nightrecs.tasks.layout import RunConfig
+from nightrecs.tasks.storage import open_root
+from nightrecs.tasks.validate_raw import validate_raw
 from tests.conftest import SHOP_DATE
 
 

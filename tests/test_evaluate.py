@@ -10,12 +10,17 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from tasks import layout
-from tasks.demo_data import ShopSpec, make_catalog
-from tasks.evaluate import PublishBlocked, evaluate, gate, holdout
-from tasks.layout import RunConfig
-from tasks.storage import open_root
-from tasks.train import model_meta, train_model
+from nightrecs.tasks import layout
+from nightrecs.tasks.demo_data import ShopSpec, make_catalog
+from nightrecs.models.data import Sequences, holdout, interactions
+from nightrecs.models.evaluation import summarize
+from nightrecs.tasks.artifacts import copy_model, load_model, model_meta, trained_until
+from nightrecs.tasks.catalog import unix_seconds
+from nightrecs.tasks.evaluate import PublishBlocked, evaluate, gate, list_matrix
+from nightrecs.tasks.layout import RunConfig
+from nightrecs.tasks.lists import load_inputs, make_lists
+from nightrecs.tasks.storage import open_root
+from nightrecs.tasks.train import train_model
 
 DATE, CHAMPION_DATE = "2026-03-10", "2026-03-09"
 N_ITEMS, N_USERS = 60, 300
@@ -33,10 +38,15 @@ def write_shop(root, date: str) -> None:
         steps = [(f"i{(start + s) % N_ITEMS:02d}", t0 + pd.Timedelta(hours=8 * s)) for s in range(length)]
         steps = [(i, t) for i, t in steps if t < pd.Timestamp(date, tz="UTC")]
         if steps:
-            rows.append((f"u{u:03d}", [i for i, _ in steps], [2.0] * len(steps), [t for _, t in steps]))
+            rows.append((f"u{u:03d}", [i for i, _ in steps], [t for _, t in steps]))
     root.write_parquet(layout.features(date, "histories/part-0.parquet"), pa.table({
-        "user_id": [r[0] for r in rows], "item_ids": [r[1] for r in rows], "weights": [r[2] for r in rows],
-        "ts": pa.array([r[3] for r in rows], pa.list_(pa.timestamp("us", tz="UTC")))}))
+        "user_id": [r[0] for r in rows], "item_ids": [r[1] for r in rows],
+        "event_types": [["click"] * len(r[1]) for r in rows], "ratings": pa.array([[None] * len(r[1]) for r in rows],
+                                                                                 pa.list_(pa.float64())),
+        "ts": pa.array([r[2] for r in rows], pa.list_(pa.timestamp("us", tz="UTC")))}))
+    root.write_parquet(layout.features(date, "exclusions/part-0.parquet"), pa.table({
+        "user_id": pa.array([], pa.string()), "item_id": pa.array([], pa.string()),
+        "since": pa.array([], pa.timestamp("us", tz="UTC"))}))
     catalog = make_catalog(ShopSpec(items=N_ITEMS), np.random.default_rng(1))  # distinct texts
     root.write_parquet(layout.validated(date, "catalog"), catalog.assign(item_id=[f"i{i:02d}" for i in range(N_ITEMS)]))
     root.write_parquet(layout.validated(date, "users"), pd.DataFrame({"user_id": [f"u{u:03d}" for u in range(N_USERS)]}))
@@ -45,10 +55,15 @@ def write_shop(root, date: str) -> None:
         "source": ["retrieval", "popular"], "reason": ["similar to Item 0", "popular in Home > Kitchen"]}))
 
 
-def publish_champion(root) -> str:
-    """``recs/LATEST`` pointing at a run made with the model of ``CHAMPION_DATE``."""
-    version = model_meta(root, CHAMPION_DATE)["version"]
-    root.write_text("recs/runs/r1/manifest.json", json.dumps({"run_id": "r1", "model_version": version}))
+def publish_champion(root, date: str = CHAMPION_DATE, keep_model: bool = False) -> str:
+    """``recs/LATEST`` pointing at a run made with the model of ``date``; ``keep_model``: the
+    run keeps a copy of it, as publish does (else the manifest of runs published before)."""
+    version = model_meta(root, layout.model_dir(date))["version"]
+    manifest = {"run_id": "r1", "run_date": date, "model_version": version}
+    if keep_model:
+        copy_model(root, layout.model_dir(date), layout.run_model("r1"))
+        manifest["model"] = "runs/r1/model"
+    root.write_text("recs/runs/r1/manifest.json", json.dumps(manifest))
     root.write_text(layout.RECS_LATEST, json.dumps({"run_id": "r1", "manifest": "runs/r1/manifest.json"}))
     return version
 
@@ -59,14 +74,13 @@ def shop(tmp_path):
     for date in (CHAMPION_DATE, DATE):
         write_shop(root, date)
     base = dict(root=str(tmp_path / "shop"), top_n=10, batch_size=8, learning_rate=5e-3, train_epochs=25,
-                holdout_days=3)  # the real all-MiniLM-L6-v2: texts it tells apart
+                holdout_days=3, valid_days=10)  # the real all-MiniLM-L6-v2: texts it tells apart; the
+    # ranker's first window [date - 10, date - 3) is after the model's training: evaluate sees its scores
     train_model(RunConfig(date=CHAMPION_DATE, **base))
     return root, publish_champion(root), base
 
 
 def test_holdout_splits_warm_and_cold_users():
-    from models.seqrec import Sequences
-
     seqs = Sequences([np.array([0, 1, 2]), np.array([3]), np.array([4])], [np.ones(3, int), np.ones(1, int),
                      np.ones(1, int)], [np.array([10, 20, 30]), np.array([5]), np.array([25])])
     h = holdout(seqs, n_items=5, start=20)
@@ -122,3 +136,48 @@ def test_a_champion_of_an_older_model_format_is_not_compared(shop):
     assert json.loads(root.read_text(f"models/{DATE}/nightrecs_model.json"))["source"] == "scratch"
     result = evaluate(cfg)
     assert result["gate"] == {"passed": True, "forced": False, "verdict": "no champion to compare with"}
+
+
+def test_a_same_day_rerun_is_gated_against_the_run_behind_latest(shop):
+    """LATEST points at a run of this very date; a rerun replaced models/<date> with a worse
+    model: the champion is still the published run's (its kept copy) and it blocks."""
+    root, _, base = shop
+    good = RunConfig(date=DATE, **base)
+    train_model(good)
+    champion_version = publish_champion(root, DATE, keep_model=True)
+    bad = RunConfig(date=DATE, **{**base, "learning_rate": 0.0, "train_epochs": 1}, full_retrain=True,
+                    gate_tolerance=0.02)
+    train_model(bad)
+    with pytest.raises(PublishBlocked):
+        evaluate(bad)
+    report = json.loads(root.read_text("reports/2026-03-10/evaluation.json"))
+    assert report["champion"] == {"version": champion_version, "run_id": "r1", "date": DATE}
+
+
+def test_a_broken_champion_fails_the_task_instead_of_switching_the_gate_off(shop):
+    root, _, base = shop
+    root.write_bytes(f"models/{CHAMPION_DATE}/model.safetensors", b"not a safetensors file")
+    cfg = RunConfig(date=DATE, **{**base, "train_epochs": 1}, full_retrain=True)
+    train_model(cfg)
+    with pytest.raises(Exception) as e:
+        evaluate(cfg)
+    assert not isinstance(e.value, PublishBlocked)
+
+
+def test_evaluate_scores_exactly_the_lists_a_run_at_the_holdout_start_would_publish(shop):
+    root, _, base = shop
+    cfg = RunConfig(date=DATE, **base)
+    train_model(cfg)
+    result = evaluate(cfg)
+    report = json.loads(root.read_text("reports/2026-03-10/evaluation.json"))
+    # what retrieve would stage at the holdout's start, for everyone, scored on the holdout
+    inputs = load_inputs(root, cfg)
+    start = unix_seconds(DATE) - cfg.holdout_days * 86400
+    model, meta = load_model(root, layout.model_dir(DATE), cfg, inputs.catalog)
+    staged = make_lists(inputs.at(start), model, cfg, start, trained_until(meta))
+    h = holdout(inputs.seqs, len(inputs.catalog), start)
+    lists = list_matrix(staged, inputs.user_ids, inputs.catalog["item_id"], cfg.eval_k)
+    ours = summarize(lists, h.truth, np.asarray(interactions(h.past, len(inputs.catalog)).sum(0)).ravel(), h.warm)
+    for metric in ("ndcg", "recall", "hr", "mrr", "users"):
+        assert ours[metric] == pytest.approx(report["metrics"]["warm"]["nightrecs"][metric], abs=1e-12)
+    assert result["ndcg_warm"] == pytest.approx(ours["ndcg"], abs=1e-12)

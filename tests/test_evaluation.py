@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from models import evaluation as E
+from nightrecs.models import evaluation as E
 
 
 def truth_of(rows: list[list[int]], n_items: int = 6) -> sp.csr_matrix:

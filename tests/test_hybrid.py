@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.evaluation import holdout, interactions, per_user
-from models.baselines import top_n
-from models.hybrid import Hybrid, ItemAttributes
-from models.retrieval import build_index
-from models.seqrec import EVENT_TYPES, ModelConfig, Recommender, Sequences, TrainConfig
+from nightrecs.models.baselines import top_n
+from nightrecs.models.data import Sequences, holdout, interactions, token
+from nightrecs.models.evaluation import per_user
+from nightrecs.models.hybrid import Hybrid, ItemAttributes
+from nightrecs.models.retrieval import build_index
+from nightrecs.models.seqrec import ModelConfig, Recommender, TrainConfig
 
 N_ITEMS, N_USERS, T0, DAY = 60, 300, 1_700_000_000, 86_400
 
@@ -22,7 +23,7 @@ def daily_walks() -> Sequences:
         users += [u] * length
         items += [(start + t) % N_ITEMS for t in range(length)]
         ts += [T0 + t * DAY + u for t in range(length)]
-    return Sequences.from_events(np.array(users), np.array(items), np.full(len(users), EVENT_TYPES.index("click") + 1),
+    return Sequences.from_events(np.array(users), np.array(items), np.full(len(users), token("click")),
                                  np.array(ts), N_USERS)
 
 
@@ -51,7 +52,7 @@ def test_ranker_is_learned_and_lists_respect_exclusions():
     small_batches = hybrid.recommend(h.past, h.warm, seen, h.start, 10, allowed=allowed, vectors=given, batch=7)
     assert np.array_equal(small_batches[0], ids) and np.allclose(small_batches[1], scores)
     # the popularity sources without a dense users x items block: as the dense top-n
-    for source, popularity in (("trending", hybrid.popularity), ("popular", hybrid.item_features["popularity_28d"])):
+    for source, popularity in (("trending", hybrid.popularity), ("popular", hybrid.item_features["popularity_365d"])):
         dense = top_n(np.broadcast_to(popularity, (len(h.warm), N_ITEMS)), 20, seen[h.warm])[0]
         assert np.array_equal(hybrid._popular(h.warm, seen, source)[0], dense)
 
@@ -65,7 +66,7 @@ def test_co_occurrence_reads_the_history_not_only_the_exclusions():
     at = T0 + 12 * DAY
     hybrid = Hybrid(rec, N_ITEMS, depth=20).fit(seqs, at)
     users = np.flatnonzero([len(a) for a in seqs.items])
-    nothing_bought = interactions(Sequences([a[:0] for a in seqs.items], seqs.types, seqs.ts), N_ITEMS)
+    nothing_bought = interactions(seqs.tail(0), N_ITEMS)
     c = hybrid._candidates(seqs, interactions(seqs, N_ITEMS), users, nothing_bought, at,
                            build_index(hybrid.items, len(users)))
     co = c.features[:, c.names.index("co_occurrence_score")]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from tasks.layout import RunConfig
-from tasks.movielens import import_movielens
-from tasks.storage import open_root
-from tasks.validate_raw import validate_raw
+from nightrecs.tasks.layout import RunConfig
+from nightrecs.tasks.movielens import import_movielens
+from nightrecs.tasks.storage import open_root
+from nightrecs.tasks.validate_raw import validate_raw
 
 
 def test_import_matches_contract_and_passes_the_gate(tmp_path):
@@ -16,3 +16,12 @@ def test_import_matches_contract_and_passes_the_gate(tmp_path):
     toy = catalog.set_index("item_id").loc["1"]
     assert toy["title"] == "Toy Story (1995)" and "Animation" in toy["description"]
     assert validate_raw(RunConfig(root=str(tmp_path), date=counts["run_date"]))["rows"]["events"] == 100004
+
+
+def test_days_can_be_delivered_night_after_night(tmp_path):
+    root = open_root(tmp_path)
+    first = import_movielens(root, before="2016-01-01")
+    later = import_movielens(root, since="2016-01-01", before="2016-02-01")
+    days = sorted({k.split("dt=")[1][:10] for k in root.list("raw/events")})
+    assert days[-1] < "2016-02-01" <= later["run_date"] and first["run_date"] <= "2016-01-01"
+    assert first["events"] + later["events"] == sum(len(root.read_parquet(k)) for k in root.list("raw/events"))

@@ -7,11 +7,12 @@ import json
 
 import pytest
 
-from tasks import layout
-from tasks.layout import RunConfig
-from tasks.publish import prune_runs, publish, shard_of
-from tasks.recs import NoPublishedRun, current_manifest, export, get_user
-from tasks.storage import LocalRoot, open_root
+from nightrecs.tasks import layout
+from nightrecs.tasks.layout import RunConfig
+from nightrecs.tasks.publish import prune_runs, publish, shard_of
+from nightrecs.tasks.artifacts import NoPublishedRun, current_manifest
+from nightrecs.tasks.recs import export, get_user
+from nightrecs.tasks.storage import LocalRoot, open_root
 from tests.conftest import SHOP_DATE
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from models.ranking import Ranker, labels, merge, top_k
+from nightrecs.models.ranking import Ranker, labels, merge, top_k
 
 NEG = -np.inf
 

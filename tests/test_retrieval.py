@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
-from models.retrieval import build_index, hnsw_index, top_k_excluding, use_hnsw
-from models.rules import Rules
-from tasks.retrieve import (Fallback, assemble_lists, new_items, popularity_ranking, reason,
-                            segment_fallbacks)
+from nightrecs.models.retrieval import build_index, hnsw_index, top_k_excluding, use_hnsw
+from nightrecs.models.rules import Rules
+from nightrecs.tasks.lists import Fallback, assemble_lists, reason
 
 
 def test_top_k_excluding_matches_brute_force():
@@ -53,12 +51,6 @@ def test_small_catalog_pads_with_minus_one():
     assert sorted(ids[0][:2]) == [0, 2] and list(ids[0][2:]) == [-1, -1, -1]
 
 
-def test_popularity_ranking_breaks_ties_by_id():
-    pop = pd.DataFrame({"item_id": ["b", "a", "c"], "score": [2.0, 2.0, 4.0]})
-    order, scores = popularity_ranking(pop, pd.Series(["a", "b", "c", "d"]))
-    assert list(order) == [2, 0, 1, 3] and scores[0] == 1.0 and scores[-1] == 0.0
-
-
 def lists_of(rows) -> dict[str, list]:
     lists: dict[str, list] = {}
     for user, rank, item, score, source, _ in rows:
@@ -100,36 +92,6 @@ def test_lists_apply_the_cap_and_explore_new_items():
     for items in lists.values():
         scores = [s for _, _, s, _ in items]
         assert scores == sorted(scores, reverse=True)
-
-
-def test_segments_fill_before_global_popularity_and_name_themselves():
-    """u1 (DE) gets DE's ranking first, then global popularity; u2 has no DE/FR ranking
-    but an age band one; u3 has no segment at all: global popularity only."""
-    cand_index = {f"i{k}": k for k in range(6)}
-    segments = pd.DataFrame({"segment": ["country", "country", "country", "age_band"],
-                             "value": ["DE", "DE", "FR", "18-24"], "item_id": ["i4", "i5", "i3", "i2"],
-                             "score": [4.0, 2.0, 1.0, 3.0], "rank": [1, 2, 1, 1]})
-    users = pd.DataFrame({"user_id": ["u1", "u2", "u3"], "country": ["DE", "NL", None],
-                          "age_band": ["18-24", "18-24", "65+"]})
-    fallbacks, of = segment_fallbacks(segments, users, ("country", "age_band"), cand_index)
-    assert [fallbacks[of[u]].label for u in ("u1", "u2")] == ["country DE", "age_band 18-24"] and "u3" not in of
-    everyone = [Fallback(np.arange(6), np.linspace(1, .5, 6).astype(np.float32))] + fallbacks
-    rows, _ = assemble_lists(["u1", "u2", "u3"], {}, {}, {}, everyone, {u: k + 1 for u, k in of.items()},
-                             np.array([], dtype=int), np.full(6, -1), Rules(top_n=3))
-    lists = {}
-    for user, _, item, _, source, label in rows:
-        lists.setdefault(user, []).append((item, source, label))
-    assert lists["u1"] == [(4, "segment", "country DE"), (5, "segment", "country DE"), (0, "popular", None)]
-    assert lists["u2"] == [(2, "segment", "age_band 18-24"), (0, "popular", None), (1, "popular", None)]
-    assert [i for i, *_ in lists["u3"]] == [0, 1, 2]
-    assert reason("segment", "Books", "country DE") == "popular with country DE"
-
-
-def test_new_items_are_untouched_or_recently_first_seen():
-    cand = pd.DataFrame({"item_id": ["a", "b", "c", "d"]})
-    feats = pd.DataFrame({"item_id": ["a", "b", "c"], "first_seen": pd.to_datetime(
-        ["2026-02-01", "2026-02-25", None], utc=True)})
-    assert list(new_items(cand, feats, "2026-03-01", 14)) == [False, True, True, True]
 
 
 def test_reasons_name_the_source():

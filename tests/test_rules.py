@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.rules import Rules, interleave, pick
+from nightrecs.models.rules import Rules, interleave, pick
 
 CATEGORY = np.array([0, 0, 0, 1, 1, 2, -1, 0, 2, 1])  # -1: no category, never capped
 

@@ -7,10 +7,10 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from models.seqrec import (EVENT_TYPES, ModelConfig, Recommender, Sequences, TrainConfig, make_batch,
-                           query_batch, time_split, training_windows)
+from nightrecs.models.data import Sequences, time_split, token
+from nightrecs.models.seqrec import ModelConfig, Recommender, TrainConfig, make_batch, query_batch, training_windows
 
-RATING = EVENT_TYPES.index("rating") + 1
+RATING = token("rating")
 T0 = 1_700_000_000
 N_ITEMS, N_USERS = 60, 300
 
@@ -116,7 +116,7 @@ def test_query_only_user_is_embedded_from_query_text():
     t = text()
     queries = t[[7]] + 0.01  # a query worded like item 7's text
     rec = Recommender(*small(), np.concatenate([t, queries]))
-    seqs = Sequences([np.array([N_ITEMS])], [np.array([EVENT_TYPES.index("search") + 1])], [np.array([T0])])
+    seqs = Sequences([np.array([N_ITEMS])], [np.array([token("search")])], [np.array([T0])])
     vec = rec.user_vectors(seqs, [0], T0 + 60)
     assert vec.shape == (1, 32) and np.isfinite(vec).all()
     assert rec.item_vectors().shape == (N_ITEMS, 32)  # queries are never candidates
@@ -158,8 +158,8 @@ def test_save_and_warm_start(tmp_path):
 
 
 def test_full_mode_fine_tunes_the_text_encoder(tiny_model):
-    from models.seqrec import TextEncoder
-    from models.text import TextTower
+    from nightrecs.models.seqrec import TextEncoder
+    from nightrecs.models.text import TextTower
 
     tower = TextTower(tiny_model)
     texts = [f"item {i} of shelf {i % 6}" + " long" * (i % 5) for i in range(N_ITEMS)]

@@ -58,10 +58,10 @@ def cluster(tmp_path_factory):
 
 
 def test_cluster_output_equals_local(cluster, shop, tmp_path):
-    from spark_jobs import features as job
-    from spark_jobs.session import get_spark
-    from tasks.layout import RunConfig
-    from tasks.validate_raw import validate_raw
+    from nightrecs.spark_jobs import features as job
+    from nightrecs.spark_jobs.session import get_spark
+    from nightrecs.tasks.layout import RunConfig
+    from nightrecs.tasks.validate_raw import validate_raw
 
     days = validate_raw(RunConfig(root=str(shop), date=SHOP_DATE))["ingested_days"]
     events, catalog = str(shop / "validated/events"), str(shop / f"validated/{SHOP_DATE}/catalog.parquet")
@@ -77,8 +77,7 @@ def test_cluster_output_equals_local(cluster, shop, tmp_path):
         finally:
             spark.stop()
     assert outputs["local"] == outputs["cluster"] and outputs["local"][1]["histories"] > 0
-    for table in ("clean/user_item_day", "clean/co_day", "features/histories", "features/item_popularity",
-                  "features/user_features", "features/item_features", "features/co_occurrence",
+    for table in ("clean/user_item_day", "features/histories", "features/user_features", "features/item_features",
                   "features/exclusions", "features/bots"):
         a, b = (pd.read_parquet(tmp_path / n / table) for n in ("local", "cluster"))
         key = [c for c in ("dt", "user_id", "item_id", "other_id") if c in a.columns]

@@ -7,13 +7,13 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from spark_jobs import features as F
+from nightrecs.spark_jobs import features as F
 from tests.conftest import SHOP_DATE
 
 
 @pytest.fixture(scope="module")
 def spark():
-    from spark_jobs.session import get_spark
+    from nightrecs.spark_jobs.session import get_spark
 
     s = get_spark("nightrecs-tests", master="local[2]")
     yield s
@@ -37,7 +37,9 @@ def events(spark):
         ("u2", "b", "rating", ts(5), "e5"),
         ("u2", "zz", "view", ts(5), "e6"),         # item not in catalog
     ]
-    return spark.createDataFrame(rows, "user_id string, item_id string, event_type string, ts timestamp, event_id string")
+    rows = [(*r, 4.5 if r[2] == "rating" else None) for r in rows]
+    return spark.createDataFrame(rows, "user_id string, item_id string, event_type string, ts timestamp, "
+                                       "event_id string, value double")
 
 
 @pytest.fixture
@@ -81,8 +83,18 @@ def test_histories_ordered_by_last_interaction_and_capped(events):
     # u1: b (day 2), a (last touched day 3 by the purchase), c (day 4)
     assert h["u1"].item_ids == ["b", "a", "c"]
     assert h["u1"].weights == [1.0, 4.0, 2.0]
+    # the strongest event type survives as itself, and a rating keeps its stars
+    assert h["u1"].event_types == ["view", "purchase", "click"] and h["u1"].ratings == [None, None, None]
+    assert h["u2"].event_types == ["rating", "view"] and h["u2"].ratings == [4.5, None]  # b, then zz
     capped = {r.user_id: r.item_ids for r in F.user_histories(pairs, max_len=2).collect()}
     assert capped["u1"] == ["a", "c"]
+
+
+def test_the_latest_rating_wins(spark):
+    rows = [("u1", "a", "rating", ts(1), 5.0), ("u1", "a", "rating", ts(3), 1.0), ("u1", "a", "view", ts(4), None)]
+    h = F.user_histories(pairs_of(frame(spark, rows, "user_id string, item_id string, event_type string, "
+                                                    "ts timestamp, value double"))).first()
+    assert (h.event_types, h.ratings) == (["rating"], [1.0])
 
 
 def test_user_item_day_sums_back_to_the_events(events):
@@ -92,30 +104,9 @@ def test_user_item_day_sums_back_to_the_events(events):
     assert (a.n_view, a.weight, a.weight_sum, a.dt) == (1, 1.0, 1.0, dt.date(2026, 3, 1))
 
 
-def test_exclusions_are_bought_or_rated(events):
-    pairs = sorted((r.user_id, r.item_id) for r in F.exclusions(pairs_of(events)).collect())
-    assert pairs == [("u1", "a"), ("u2", "b")]
-
-
-def test_popularity_decays_with_age(spark):
-    rows = [("u1", "old", "view", ts(1)), ("u2", "old", "view", ts(1)), ("u1", "new", "view", ts(9))]
-    uid = uid_of(frame(spark, rows))
-    pop = {r.item_id: r for r in F.item_popularity(uid, F.roll_up(uid), "2026-03-10").collect()}
-    assert pop["old"].n_events == 2 and pop["new"].n_events == 1 and pop["old"].n_users == 2
-    assert pop["new"].score > pop["old"].score  # 1 fresh view beats 2 views 9 days old
-    assert pop["new"].score == pytest.approx(0.5 ** (1 / 7))
-
-
-def test_segment_popularity_ranks_items_within_each_segment(spark):
-    rows = [("u1", "a", "click", ts(9)), ("u2", "a", "purchase", ts(9)), ("u3", "b", "view", ts(9)),
-            ("u3", "c", "view", ts(1)), ("u4", "b", "view", ts(9))]
-    users = spark.createDataFrame([("u1", "DE", 1), ("u2", "DE", 2), ("u3", "FR", 1), ("u4", None, 2)],
-                                  "user_id string, country string, age_band int")
-    seg = F.segment_popularity(uid_of(frame(spark, rows)), users, ("country", "age_band"), "2026-03-10", top_k=1)
-    got = {(r.segment, r.value): (r.item_id, r.rank) for r in seg.collect()}
-    assert got == {("country", "DE"): ("a", 1), ("country", "FR"): ("b", 1),  # a fresh view beats an old one
-                   ("age_band", "1"): ("a", 1), ("age_band", "2"): ("a", 1)}  # the purchase weighs more
-    assert F.segment_popularity(uid_of(frame(spark, rows)), None, ("country",), "2026-03-10").count() == 0
+def test_exclusions_are_bought_or_rated_from_that_day_on(events):
+    got = sorted((r.user_id, r.item_id, r.since.date()) for r in F.exclusions(uid_of(events)).collect())
+    assert got == [("u1", "a", dt.date(2026, 3, 3)), ("u2", "b", dt.date(2026, 3, 5))]
 
 
 def test_item_features_cover_whole_catalog(events, catalog):
@@ -151,24 +142,22 @@ def test_bots_flagged_and_kept_out_of_training_and_popularity(spark):
         ("bot", "2026-03-01", "more than 100 events in a day; more than 40 items in an hour")]
     assert F.flag_bots(ev).count() == 0  # default thresholds: 120 events is a person
     daily = F.daily_tables(ev, bot_max_events_per_day=100, bot_max_items_per_hour=40)
-    out = F.features(daily["user_item_day"], daily["co_day"], daily["bots_day"], catalog, "2026-03-03")
+    out = F.features(daily["user_item_day"], daily["bots_day"], catalog, "2026-03-03")
     assert [r.user_id for r in out["histories"].collect()] == ["human"]
-    assert {r.item_id: r.n_users for r in out["item_popularity"].collect()} == {"i1": 1, "i2": 1}
+    assert {r.item_id: r.n_view for r in out["item_features"].collect() if r.n_view} == {"i1": 1}
     assert [(r.user_id, [str(d) for d in r.days]) for r in out["bots"].collect()] == [("bot", ["2026-03-01"])]
     assert ("bot", "i3") in {(r.user_id, r.item_id) for r in out["exclusions"].collect()}
-    assert [(r.item_id, r.other_id) for r in daily["co_day"].collect()] == [("i1", "i2")]  # no bot pairs
 
 
-def test_item_windows_rates_and_trend(spark):
+def test_item_windows_and_rates(spark):
     rows = [("u1", "a", "view", ts(9)), ("u1", "a", "click", ts(9)), ("u2", "a", "view", ts(2)),
             ("u3", "b", "view", ts(1, 1))]
     cat = spark.createDataFrame([("a",), ("b",), ("c",)], "item_id string")
     got = {r.item_id: r for r in F.item_features(uid_of(frame(spark, rows)), cat, "2026-03-10").collect()}
-    assert got["a"].n_view_1d == 1 and got["a"].n_view_7d == 1 and got["a"].n_view_30d == 2
+    assert got["a"].n_view_7d == 1 and got["a"].n_view_30d == 2
     global_rate = 1 / 3  # 1 click over 3 views
     assert got["c"].click_rate == pytest.approx(global_rate)  # no views: the prior
     assert got["a"].click_rate == pytest.approx((1 + 20 * global_rate) / (2 + 20))
-    assert got["a"].trend > 1 > got["b"].trend  # a is rising, b only has an old view
 
 
 def test_user_windows_and_recency(spark):
@@ -176,37 +165,6 @@ def test_user_windows_and_recency(spark):
     u = F.user_features(pairs_of(frame(spark, rows)), uid_of(frame(spark, rows)), "2026-03-10").first()
     assert (u.n_events, u.n_items, u.recency_days) == (3, 2, 2)
     assert (u.n_view_7d, u.n_view_30d, u.n_click_7d) == (1, 2, 1)
-
-
-def test_co_occurrence_sessions_and_user_days(spark):
-    rows = [("u1", "a", "view", ts(9), "s1"), ("u1", "b", "view", ts(9, 13), "s1"),
-            ("u2", "a", "view", ts(9), "s2"), ("u2", "c", "view", ts(9, 13), "s3"),
-            ("u3", "a", "view", ts(2), "s4"), ("u3", "d", "view", ts(3), "s5")]  # different days
-    uid = uid_of(frame(spark, rows, "user_id string, item_id string, event_type string, ts timestamp, "
-                                    "session_id string"))
-    got = {(r.item_id, r.other_id): r.score for r in F.co_occurrence(F.co_pairs(uid), "2026-03-10").collect()}
-    decay = 0.5 ** (1 / 30)
-    assert got[("a", "b")] == pytest.approx(decay * 1.0)  # same session
-    assert got[("a", "c")] == pytest.approx(decay * 0.5)  # same user and day, other session
-    assert ("b", "c") not in got and ("a", "d") not in got and got[("b", "a")] == got[("a", "b")]
-    assert F.co_occurrence(F.co_pairs(uid), "2026-03-10", top_k=1).where("item_id = 'a'").first().other_id == "b"
-
-
-def test_training_examples_split_by_time(spark):
-    rows = [("u1", "a", "view", ts(1)), ("u1", "b", "view", ts(2)), ("u1", "c", "purchase", ts(8))]
-    ex = (F.training_examples(F.user_histories(pairs_of(frame(spark, rows))), "2026-03-10", valid_days=3)
-          .orderBy("target_ts").collect())
-    assert [(r.history, r.target, r.split) for r in ex] == [(["a"], "b", "train"), (["a", "b"], "c", "valid")]
-    assert ex[1].weight == 4.0
-
-
-def test_affinities(spark):
-    rows = [("u1", "a", "purchase", ts(1)), ("u1", "b", "view", ts(2))]
-    cat = spark.createDataFrame([("a", "Shoes", "X", 10.0), ("b", "Books", "X", 50.0), ("c", "Books", "Y", 90.0)],
-                                "item_id string, category string, brand string, price double")
-    got = {(r.kind, r.value): r.share for r in F.user_affinities(pairs_of(frame(spark, rows)), cat).collect()}
-    assert got[("category", "Shoes")] == pytest.approx(0.8) and got[("brand", "X")] == pytest.approx(1.0)
-    assert ("price_band", "mid") in got  # weighted mean price 18: between the terciles 10 and 50
 
 
 def _days(shop):
@@ -220,8 +178,8 @@ def _table(path, key):
 def test_cleaning_day_by_day_equals_cleaning_all_at_once(spark, shop, tmp_path):
     """The nightly pattern (history once, then one new day) gives the same per-day tables
     and features as one batch, and features only see days before their run date."""
-    from tasks.layout import RunConfig
-    from tasks.validate_raw import validate_raw
+    from nightrecs.tasks.layout import RunConfig
+    from nightrecs.tasks.validate_raw import validate_raw
 
     validate_raw(RunConfig(root=str(shop), date=SHOP_DATE))
     days, events = _days(shop), str(shop / "validated/events")
@@ -232,9 +190,8 @@ def test_cleaning_day_by_day_equals_cleaning_all_at_once(spark, shop, tmp_path):
         F.build_features(spark, str(tmp_path / name / "clean"), catalog, str(tmp_path / name / "features"), SHOP_DATE)
     for table, key in (("clean/events", ["user_id", "ts", "item_id", "event_type"]),
                        ("clean/user_item_day", ["dt", "user_id", "item_id"]),
-                       ("clean/co_day", ["dt", "item_id", "other_id"]),
                        ("features/histories", ["user_id"]), ("features/item_features", ["item_id"]),
-                       ("features/co_occurrence", ["item_id", "other_id"])):
+                       ("features/exclusions", ["user_id", "item_id"])):
         a, b = _table(tmp_path / "once" / table, key), _table(tmp_path / "nightly" / table, key)
         assert len(a) > 0
         pd.testing.assert_frame_equal(a, b, check_exact=False, check_categorical=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from tasks.storage import LocalRoot, S3Root, local_output, open_root
+from nightrecs.tasks.storage import LocalRoot, S3Root, local_output, open_root
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -1,0 +1,110 @@
+"""The model code's one view of interaction data: per-user event sequences, time cuts,
+holdouts and interaction matrices. Every model, the ranker, the evaluation and the study
+read histories through this module, so "what a user touched before a moment" and "what
+counts as a positive" have one definition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from nightrecs.contract import EVENT_TYPES
+
+# The model's event tokens (1-based; 0 = padding): the contract's types, then a dislike
+# (a rating at or below the run's ``dislike_rating``) and a search query.
+TOKENS: tuple[str, ...] = (*EVENT_TYPES, "dislike", "search")
+DISLIKE = TOKENS.index("dislike") + 1
+
+
+def token(name: str) -> int:
+    """The 1-based token of an event type, ``dislike`` or ``search``."""
+    return TOKENS.index(name) + 1
+
+
+@dataclass
+class Sequences:
+    """Per user, their events oldest first: 0-based item indices, tokens (1-based into
+    ``TOKENS``) and unix seconds. Left-padded batches are cut from these."""
+
+    items: list[np.ndarray]
+    types: list[np.ndarray]
+    ts: list[np.ndarray]
+    features: np.ndarray | None = None  # (n_users, ModelConfig.user_features)
+
+    @staticmethod
+    def from_events(user: np.ndarray, item: np.ndarray, etype: np.ndarray, ts: np.ndarray,
+                    n_users: int, features: np.ndarray | None = None) -> "Sequences":
+        order = np.lexsort((ts, user))
+        bounds = np.searchsorted(user[order], np.arange(n_users + 1))
+        parts = [np.split(a[order], bounds[1:-1]) for a in (item, etype, ts)]
+        return Sequences(*parts, features=features)
+
+    def _select(self, keep: list[np.ndarray | slice]) -> "Sequences":
+        return Sequences(*[[a[k] for a, k in zip(col, keep)] for col in (self.items, self.types, self.ts)],
+                         features=self.features)
+
+    def before(self, at: int) -> "Sequences":
+        """Every user's events before unix time ``at``."""
+        return self._select([slice(0, int(np.searchsorted(t, at))) for t in self.ts])
+
+    def tail(self, n: int, users: np.ndarray | None = None) -> "Sequences":
+        """Each user's last ``n`` events (of ``users`` only, when given; the others empty)."""
+        chosen = np.ones(len(self.items), bool) if users is None else np.isin(np.arange(len(self.items)), users)
+        return self._select([slice(-n, None) if c and n else slice(0, 0) for c in chosen])
+
+    def positive(self) -> "Sequences":
+        """Without dislikes: what the users want more of."""
+        return self._select([t != DISLIKE for t in self.types])
+
+
+@dataclass
+class Holdout:
+    past: Sequences  # every user's history before the holdout
+    truth: sp.csr_matrix  # users x items: positively touched inside the holdout, not before
+    warm: np.ndarray  # user indices with truth and a past
+    cold: np.ndarray  # user indices with truth and no past
+    start: int  # unix seconds
+
+
+def holdout(seqs: Sequences, n_items: int, start: int) -> Holdout:
+    """Histories cut at ``start`` (unix seconds) and, per user, the items positively touched
+    from then on that they had not touched before; warm users had a past, cold users not."""
+    past = seqs.before(start)
+    rows, cols = [], []
+    for u, (items, types, p) in enumerate(zip(seqs.items, seqs.types, past.items)):
+        after = items[len(p):][types[len(p):] != DISLIKE]
+        new = np.setdiff1d(after, p)
+        rows.append(np.full(len(new), u))
+        cols.append(new)
+    rows_, cols_ = np.concatenate(rows or [np.zeros(0, int)]), np.concatenate(cols or [np.zeros(0, int)])
+    truth = sp.csr_matrix((np.ones(len(rows_)), (rows_, cols_)), shape=(len(seqs.items), n_items))
+    has_truth = np.diff(truth.indptr) > 0
+    has_past = np.array([len(p) > 0 for p in past.items], dtype=bool)
+    return Holdout(past, truth, np.flatnonzero(has_truth & has_past), np.flatnonzero(has_truth & ~has_past), start)
+
+
+def time_split(seqs: Sequences, n_items: int, split_at: int) -> tuple[Sequences, tuple[Sequences, sp.csr_matrix, int]]:
+    """Training sequences (events before ``split_at``, unix seconds) and the validation
+    triple of ``Recommender.fit``: the same histories, the truth of warm users (cold users
+    cannot be scored by a sequence model) and ``split_at`` as the prediction time."""
+    h = holdout(seqs, n_items, split_at)
+    warm = np.zeros(len(seqs.items))
+    warm[h.warm] = 1.0
+    return h.past, (h.past, sp.csr_matrix(sp.diags(warm) @ h.truth), split_at)
+
+
+def interactions(seqs: Sequences, n_items: int, since: int | None = None, positive: bool = True) -> sp.csr_matrix:
+    """Users x items, 1 where touched (at or after ``since``, when given); ``positive``:
+    dislikes left out (popularity, co-occurrence); else every touch (what not to list again)."""
+    user = np.repeat(np.arange(len(seqs.items)), [len(a) for a in seqs.items])
+    item = np.concatenate(seqs.items) if seqs.items else np.zeros(0, int)
+    types = np.concatenate(seqs.types) if seqs.types else np.zeros(0, int)
+    keep = np.ones(len(item), bool) if since is None else np.concatenate(seqs.ts) >= since
+    if positive:
+        keep &= types != DISLIKE
+    m = sp.csr_matrix((np.ones(int(keep.sum())), (user[keep], item[keep])), shape=(len(seqs.items), n_items))
+    m.data[:] = 1.0
+    return m

@@ -1,0 +1,38 @@
+"""models/data.py: cuts, tails and positives, the one view of histories every model reads."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nightrecs.models.data import DISLIKE, Sequences, holdout, interactions, token
+from nightrecs.models.seqrec import make_batch
+
+CLICK, BUY = token("click"), token("purchase")
+
+
+def seqs() -> Sequences:
+    return Sequences([np.array([0, 1, 2, 3]), np.array([4, 1])], [np.array([CLICK, DISLIKE, BUY, DISLIKE]),
+                                                                  np.array([CLICK, CLICK])],
+                     [np.array([1, 2, 10, 11]), np.array([3, 12])])
+
+
+def test_tail_truncates_items_types_and_times_together():
+    """Hybrid.update fits co-occurrence on each user's last items; their types and times
+    must be cut with them (they were not)."""
+    t = seqs().tail(2, users=np.array([0]))
+    assert [a.tolist() for a in t.items] == [[2, 3], []]
+    assert [a.tolist() for a in t.types] == [[BUY, DISLIKE], []]
+    assert [a.tolist() for a in t.ts] == [[10, 11], []]
+
+
+def test_dislikes_are_history_but_never_positives():
+    s = seqs()
+    assert interactions(s, 5).toarray()[0].tolist() == [1, 0, 1, 0, 0]  # no popularity, no co-occurrence
+    assert interactions(s, 5, positive=False).toarray()[0].tolist() == [1, 1, 1, 1, 0]  # never listed again
+    h = holdout(s, 5, start=10)
+    assert h.truth[0].indices.tolist() == [2]  # item 3, disliked after the cut, is no hit
+    assert h.truth[1].indices.tolist() == [1]  # user 1's click on item 1 is one
+    assert [a.tolist() for a in h.past.types] == [[CLICK, DISLIKE], [CLICK]]  # the model still sees the dislike
+    batch = make_batch(s, [(0, 4)], max_len=4)
+    targets = batch.targets[0][batch.targets[0] > 0].tolist()
+    assert targets == [3]  # next items 1 (disliked), 2, 3 (disliked): only item 2 (1-based 3) is a target
