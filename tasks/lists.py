@@ -78,9 +78,7 @@ def make_lists(inp: ListInputs, model: Recommender, cfg: RunConfig, at: int, mod
     on. ``vectors``: the users' model vectors at ``at``, when the embed step made them."""
     catalog = inp.catalog
     n_items = len(catalog)
-    cand = np.flatnonzero(catalog["in_stock"].to_numpy())  # rule: never out of stock
-    cand_of = np.full(n_items, -1)
-    cand_of[cand] = np.arange(len(cand))
+    cand, cand_of = candidates(catalog)
     hybrid = Hybrid(model, n_items, window_days=cfg.ranker_window_days, fit_windows=cfg.ranker_windows,
                     attributes=item_attributes(catalog), model_until=model_until, seed=cfg.seed).fit(inp.seqs, at)
     row_of_user = {u: i for i, u in enumerate(inp.user_ids)}
@@ -121,6 +119,14 @@ def make_lists(inp: ListInputs, model: Recommender, cfg: RunConfig, at: int, mod
              pd.Timestamp(at, unit="s").date(), len(everyone), len(warm), len(recs),
              recs["source"].value_counts().to_dict(), relaxed)
     return recs[COLUMNS]
+
+
+def candidates(catalog: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(catalog rows a list may show: in stock, each row's candidate index or -1)."""
+    cand = np.flatnonzero(catalog["in_stock"].to_numpy())  # rule: never out of stock
+    cand_of = np.full(len(catalog), -1)
+    cand_of[cand] = np.arange(len(cand))
+    return cand, cand_of
 
 
 def exclusions(inp: ListInputs, users: list[str], cand_of: np.ndarray,
