@@ -189,6 +189,8 @@ class Pipeline:
         t = time.perf_counter()
         run = self._nightrecs("run", "--root", str(root), "--date", date, "--top-n", "20")
         seconds = time.perf_counter() - t
+        (self.work / "logs").mkdir(parents=True, exist_ok=True)
+        (self.work / "logs" / f"{date}.log").write_text(run.stderr)  # the run's own log, step timings included
         out = root / "served.jsonl"
         export = self._nightrecs("recs", "export", "--root", str(root), "--out", str(out))
         self.log.append({"date": date, "rc": run.returncode, "seconds": round(seconds),

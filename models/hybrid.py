@@ -60,6 +60,7 @@ class Hybrid:
         self.co_users, self.co_items, self.co_events = co_users, co_items, co_events
         self.model_until = model_until
         self.rng = np.random.default_rng(seed)
+        self.fallback_days: int | None = None  # the fallback's popularity window; None: the ranker's window
         self.items = rec.item_vectors()
         self.ranker = Ranker(seed=seed)
         cat = self.attributes.category
@@ -100,11 +101,16 @@ class Hybrid:
         return self
 
     def fallback_order(self, among: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The popularity fallback (cold start, list top-up): items by the window's
-        popularity, then the longest window's, then all time's, then by index; with scores
-        scaled to [0, 1]. ``among``: count only these users' touches in the window
-        (a segment's popularity), given the sequences of the last ``update``."""
-        trend = self.popularity if among is None else self._window_counts(among)
+        """The popularity fallback (cold start, list top-up): items by their popularity over
+        ``fallback_days`` (chosen by ``fit``: the window whose list best predicted the last
+        window; a sparse shop needs a longer one), then the longest window's, then all
+        time's, then by index; with scores scaled to [0, 1]. ``among``: count only these
+        users' touches (a segment's popularity), given the sequences of the last ``update``."""
+        if among is not None:
+            trend = self._window_counts(among)
+        else:
+            trend = self.popularity if self.fallback_days is None else self.item_features[
+                f"popularity_{self.fallback_days}d"]
         order = np.lexsort((np.arange(self.n_items), -self.item_features["popularity_all"],
                             -self.item_features[f"popularity_{max(self.popularity_days)}d"], -trend))
         top = trend.max(initial=0.0)
@@ -112,7 +118,8 @@ class Hybrid:
 
     def _window_counts(self, users: np.ndarray) -> np.ndarray:
         if self._in_window is None:
-            self._in_window = interactions(self.past, self.n_items, since=self.at - self.window)
+            days = self.window if self.fallback_days is None else self.fallback_days * DAY
+            self._in_window = interactions(self.past, self.n_items, since=self.at - days)
         return np.log1p(np.asarray(self._in_window[users].sum(0)).ravel())
 
     def _popular(self, users: np.ndarray, seen: sp.csr_matrix, source: str = "trending") -> tuple[np.ndarray, np.ndarray]:
@@ -190,6 +197,9 @@ class Hybrid:
                 break
             end = at - w * self.window
             h = holdout(seqs.before(end), self.n_items, end - self.window)
+            if w == 0:
+                self.update(h.past, h.start)
+                self.fallback_days = self._best_fallback(h.truth)
             if not len(h.warm):
                 continue
             users = h.warm if len(h.warm) <= per_window else np.sort(self.rng.choice(h.warm, per_window, replace=False))
@@ -205,6 +215,24 @@ class Hybrid:
         log.info("ranker fitted on %d candidates of %d users in %d windows (%d positives)", len(y), n_users,
                  len(feats), int(y.sum()))
         return self.update(seqs, at)
+
+    def _best_fallback(self, truth: sp.csr_matrix, k: int = 10) -> int | None:
+        """The popularity window (of ``popularity_days``) whose top ``k``, as of the window's
+        start (the last ``update``), was touched by the most users with truth in it."""
+        users = np.flatnonzero(np.diff(truth.indptr) > 0)
+        if not len(users):
+            return self.fallback_days
+        rows = sp.csr_matrix(truth[users], dtype=bool)
+        hits = {}
+        for d in self.popularity_days:
+            pop = self.item_features[f"popularity_{d}d"]
+            top = np.argsort(-pop, kind="stable")[:k]
+            hits[d] = int(rows[:, top[pop[top] > 0]].sum())  # an untouched item is no prediction
+        top = max(hits.values())
+        window = self.window // DAY
+        best = None if hits.get(window) == top else min(d for d in hits if hits[d] == top)  # ties: the ranker's
+        log.info("fallback popularity window: %d days (hits of each window's top %d: %s)", best or window, k, hits)
+        return best
 
     def recommend(self, past: Sequences, users: np.ndarray, seen: sp.csr_matrix, at: int, n: int,
                   allowed: np.ndarray | None = None, vectors: np.ndarray | None = None,

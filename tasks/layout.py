@@ -99,10 +99,6 @@ def model_dir(date: str) -> str:
     return f"{MODELS}/{date}"
 
 
-def model_file(date: str, name: str) -> str:
-    return f"{model_dir(date)}/{name}"
-
-
 def checkpoint(date: str) -> str:
     return f"checkpoints/{date}"
 

@@ -114,3 +114,24 @@ def test_windows_the_model_trained_on_leave_its_features_unknown():
     assert not np.isnan(before.features[:, 2]).any()
     served = hybrid._candidates(seqs, history, users, history, at, index)
     assert np.isfinite(served.features[:, :2]).all() and (served.features[:, 1] > 0).any()
+
+
+def test_a_sparse_shop_falls_back_on_a_longer_popularity_window():
+    """Items 0-4 were what people took all year; the last week before the last window saw
+    only stray touches of items 50-55. New users in the last window take items 0-4: the
+    fallback (cold start, top-up) must rank by the longer window, not by last week's noise."""
+    at = T0 + 400 * DAY
+    users, items, ts = [], [], []
+    for u in range(100):  # a year of steady taste, one touch every ~3 days
+        users.append(u), items.append(u % 5), ts.append(T0 + 30 * DAY + 3 * u * DAY)
+    for k, item in enumerate(range(50, 56)):  # last week's noise
+        users.append(100 + k), items.append(item), ts.append(at - 10 * DAY)
+    for u in range(110, 140):  # the last window: new users take what everyone took
+        users.append(u), items.append(u % 5), ts.append(at - 3 * DAY)
+    seqs = Sequences.from_events(np.array(users), np.array(items), np.full(len(users), token("click")),
+                                 np.array(ts), 140)
+    rec = Recommender(ModelConfig(n_items=N_ITEMS, text_dim=8, dim=16, layers=1, max_len=12), TrainConfig(epochs=1),
+                      np.random.default_rng(1).normal(size=(N_ITEMS, 8)).astype(np.float32))
+    hybrid = Hybrid(rec, N_ITEMS, depth=20).fit(seqs, at)
+    assert hybrid.fallback_days is not None and hybrid.fallback_days > 7
+    assert set(hybrid.fallback_order()[0][:5].tolist()) == {0, 1, 2, 3, 4}
