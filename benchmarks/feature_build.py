@@ -54,7 +54,7 @@ def run_step_process(step: str, root: Path) -> tuple[float, float]:
     """Run one step in its own process; (wall seconds, peak GiB of its process tree,
     sampled every 0.2 s)."""
     code = ("import logging; logging.basicConfig(level=logging.WARNING)\n"
-            "from tasks.layout import RunConfig; from tasks.pipeline import run_step\n"
+            "from nightrecs.tasks.layout import RunConfig; from nightrecs.tasks.pipeline import run_step\n"
             f"run_step({step!r}, RunConfig(root={str(root)!r}, date={END!r}, volume_severity='warn'))")
     start, peak = time.perf_counter(), 0
     proc = subprocess.Popen([sys.executable, "-c", code])

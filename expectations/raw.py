@@ -133,10 +133,13 @@ def events_suite(run_date: str, rules: RawRules) -> gx.ExpectationSuite:
     return suite
 
 
-def volume_suite(median: float, rules: RawRules) -> gx.ExpectationSuite:
-    """On one row: ``events`` of the newest day (0 when the partition is missing)."""
+def volume_suite(median: float, rules: RawRules, daily: bool = True) -> gx.ExpectationSuite:
+    """On one row: ``events`` of the newest day (0 when the partition is missing). An empty
+    newest day fails when every one of the days before it had events (a daily shop missed
+    a delivery); in a sparse shop, where empty days are normal, it is ``volume_severity``."""
     suite = new_suite("raw_volume")
-    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="events", min_value=1))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(
+        column="events", min_value=1, **({} if daily else severity(rules.volume_severity))))
     if median > 0:
         suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(
             column="events", min_value=rules.volume_low * median,

@@ -157,7 +157,7 @@ def exclusions(inp: ListInputs, users: list[str], cand_of: np.ndarray,
 def segment_fallbacks(hybrid: Hybrid, inp: ListInputs, columns: tuple[str, ...], cand_of: np.ndarray,
                       row_of_user: dict[str, int]) -> tuple[list[Fallback], dict[str, int]]:
     """The global popularity fallback first, then one per (segment column, value) whose
-    users touched something in the trending window; for each user the first of
+    users touched something in the fallback's window; for each user the first of
     ``columns`` whose value has one."""
 
     def fallback(order: np.ndarray, scores: np.ndarray, label: str | None = None) -> Fallback:

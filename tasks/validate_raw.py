@@ -268,7 +268,7 @@ def _volume_check(g, counts: dict[str, int], run_date: str, rules: RawRules) -> 
                 for k in range(1, VOLUME_DAYS + 1)]
     median = statistics.median(trailing)
     frame = pd.DataFrame({"day": [newest], "events": [counts.get(newest, 0)], "median_7d": [median]})
-    return g.validate(frame, volume_suite(median, rules), "volume")
+    return g.validate(frame, volume_suite(median, rules, daily=min(trailing) > 0), "volume")
 
 
 def _typed(df: pd.DataFrame, table: str, extra: tuple[str, ...] = ()) -> pa.Table:

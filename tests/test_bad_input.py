@@ -5,7 +5,7 @@
 | missing required column                | fail: file + column named                                  |
 | wrong column type                      | fail: file + column + types named                          |
 | corrupt Parquet file                   | fail: file named                                           |
-| empty newest day                       | fail: volume check                                         |
+| empty newest day                       | fail: volume check (warn in a sparse shop, see below)      |
 | no events at all                       | fail                                                       |
 | bad rows above max_bad_fraction        | fail: share named                                          |
 | unknown-item events above the fraction | fail (feature job): column item_id and share named         |
@@ -112,6 +112,17 @@ def test_empty_newest_day(broken_shop):
     rewrite(root / NEWEST_FILE, lambda df: df.iloc[:0])
     msg = fail_message(cfg)
     assert "expect_column_values_to_be_between on volume.events" in msg and "events=0" in msg
+
+
+def test_empty_newest_day_of_a_sparse_shop_warns(broken_shop):
+    """A shop with days without events (MovieLens: most days) is not stopped by one more."""
+    root, cfg = broken_shop
+    rewrite(root / NEWEST_FILE, lambda df: df.iloc[:0])
+    shutil.rmtree(root / "raw/events/dt=2026-03-05")  # an empty day among the trailing ones
+    result = validate_raw(cfg)
+    summary = json.loads((root / f"reports/{SHOP_DATE}/summary.json").read_text())
+    volume = next(t for t in summary["raw"]["tables"] if t["table"] == "volume")
+    assert result["newest_day"] and "expect_column_values_to_be_between(events)" in volume["warn"]
 
 
 def test_no_events_at_all(broken_shop):
