@@ -52,14 +52,17 @@ def main() -> None:
     p.add_argument("--max-per-category", type=int, default=RunConfig.max_per_category)
     p.add_argument("--new-item-quota", type=int, default=RunConfig.new_item_quota)
     p.add_argument("--work", default=None)
+    p.add_argument("--reuse", action="store_true", help="score the run already in --work (no new run)")
     a = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     root = Path(a.work or tempfile.mkdtemp(prefix="nightrecs-demo-quality-")) / "shop"
-    generate(open_root(root), ShopSpec(days=30 + a.holdout_days, end_date=END))
+    if not a.reuse:
+        generate(open_root(root), ShopSpec(days=30 + a.holdout_days, end_date=END))
     date = (dt.date.fromisoformat(END) - dt.timedelta(days=a.holdout_days)).isoformat()
     cfg = RunConfig(root=str(root), date=date, top_n=K, segment_columns=a.segments, train_epochs=a.train_epochs,
                     max_per_category=a.max_per_category, new_item_quota=a.new_item_quota)
-    run_pipeline(cfg)
+    if not a.reuse:
+        run_pipeline(cfg)
 
     r = open_root(root)
     events = pd.read_parquet(root / "raw/events", columns=["user_id", "item_id", "ts"])
@@ -82,7 +85,7 @@ def main() -> None:
 
     recs = r.read_parquet(layout.staging(date))
     ours = np.full((len(users), K), -1, np.int64)
-    top = recs[recs["rank"] <= K]
+    top = recs[(recs["rank"] <= K) & recs["user_id"].isin(row)]  # users without events have no truth
     ours[top["user_id"].map(row).to_numpy(), top["rank"].to_numpy() - 1] = top["item_id"].map(index).to_numpy()
     recent = past[past["ts"] >= cut - pd.Timedelta(days=7)]
     methods = {"nightrecs (published lists)": ours[active],
