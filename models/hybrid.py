@@ -102,8 +102,8 @@ class Hybrid:
 
     def fallback_order(self, among: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The popularity fallback (cold start, list top-up): items by their popularity over
-        ``fallback_days`` (chosen by ``fit``: the window whose list best predicted the last
-        window; a sparse shop needs a longer one), then the longest window's, then all
+        ``fallback_days`` (chosen by ``fit``: the window whose list best predicted its
+        learning windows; a sparse shop needs a longer one), then the longest window's, then all
         time's, then by index; with scores scaled to [0, 1]. ``among``: count only these
         users' touches (a segment's popularity), given the sequences of the last ``update``."""
         if among is not None:
@@ -191,19 +191,21 @@ class Hybrid:
 
     def fit(self, seqs: Sequences, at: int) -> "Hybrid":
         feats, ys, n_users = [], [], 0
+        hits = dict.fromkeys(self.popularity_days, 0)
         per_window = max(1, self.fit_users // self.fit_windows)
         for w in range(self.max_windows):
             if w >= self.fit_windows and n_users >= self.fit_users:
                 break
             end = at - w * self.window
             h = holdout(seqs.before(end), self.n_items, end - self.window)
-            if w == 0:
-                self.update(h.past, h.start)
-                self.fallback_days = self._best_fallback(h.truth)
+            if not h.truth.nnz:
+                continue
+            self.update(h.past, h.start)
+            for d, n in self._fallback_hits(h.truth).items():
+                hits[d] += n
             if not len(h.warm):
                 continue
             users = h.warm if len(h.warm) <= per_window else np.sort(self.rng.choice(h.warm, per_window, replace=False))
-            self.update(h.past, h.start)
             cands = self._candidates(h.past, interactions(h.past, self.n_items), users,
                                      interactions(h.past, self.n_items, positive=False), h.start,
                                      build_index(self.items, len(users)))
@@ -212,26 +214,31 @@ class Hybrid:
             n_users += len(users)
         y = np.concatenate(ys) if ys else np.zeros(0, np.int8)
         self.ranker.fit(np.concatenate(feats) if feats else np.zeros((0, 1)), y)
+        self.fallback_days = self._best_fallback(hits)
         log.info("ranker fitted on %d candidates of %d users in %d windows (%d positives)", len(y), n_users,
                  len(feats), int(y.sum()))
         return self.update(seqs, at)
 
-    def _best_fallback(self, truth: sp.csr_matrix, k: int = 10) -> int | None:
-        """The popularity window (of ``popularity_days``) whose top ``k``, as of the window's
-        start (the last ``update``), was touched by the most users with truth in it."""
-        users = np.flatnonzero(np.diff(truth.indptr) > 0)
-        if not len(users):
-            return self.fallback_days
-        rows = sp.csr_matrix(truth[users], dtype=bool)
+    def _fallback_hits(self, truth: sp.csr_matrix, k: int = 10) -> dict[int, int]:
+        """Per popularity window (of ``popularity_days``): how many (user, item) truths of a
+        learning window its top ``k`` as of the window's start (the last ``update``) holds."""
+        rows = sp.csr_matrix(truth[np.flatnonzero(np.diff(truth.indptr) > 0)], dtype=bool)
         hits = {}
         for d in self.popularity_days:
             pop = self.item_features[f"popularity_{d}d"]
             top = np.argsort(-pop, kind="stable")[:k]
             hits[d] = int(rows[:, top[pop[top] > 0]].sum())  # an untouched item is no prediction
-        top = max(hits.values())
+        return hits
+
+    def _best_fallback(self, hits: dict[int, int], k: int = 10) -> int | None:
+        """The popularity window whose top ``k`` held the most truths over all the ranker's
+        learning windows (pooled: one week of a small shop holds too few to choose on);
+        ties: the ranker's window (None), else the shorter."""
+        top = max(hits.values(), default=0)
         window = self.window // DAY
-        best = None if hits.get(window) == top else min(d for d in hits if hits[d] == top)  # ties: the ranker's
-        log.info("fallback popularity window: %d days (hits of each window's top %d: %s)", best or window, k, hits)
+        best = None if top == 0 or hits.get(window) == top else min(d for d in hits if hits[d] == top)
+        log.info("fallback popularity window: %d days (truths in each window's top %d, pooled: %s)",
+                 best or window, k, hits)
         return best
 
     def recommend(self, past: Sequences, users: np.ndarray, seen: sp.csr_matrix, at: int, n: int,
