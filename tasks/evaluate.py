@@ -32,7 +32,7 @@ from nightrecs.tasks.layout import RunConfig
 from nightrecs.tasks.lists import ListInputs, load_inputs, make_lists
 from nightrecs.tasks.report_html import evaluation_html
 from nightrecs.tasks.reports import record
-from nightrecs.tasks.storage import open_root
+from nightrecs.tasks.storage import Root, open_root
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +54,9 @@ def list_matrix(recs: pd.DataFrame, users: list[str], item_ids: pd.Series, k: in
     return out
 
 
-def nightrecs_lists(inputs: ListInputs, model_prefix: str, cfg: RunConfig, at: int, users: list[str],
-                    k: int) -> np.ndarray:
+def nightrecs_lists(root: Root, inputs: ListInputs, model_prefix: str, cfg: RunConfig, at: int,
+                    users: list[str], k: int) -> np.ndarray:
     """The lists a run at ``at`` would publish with the model at ``model_prefix``."""
-    root = open_root(cfg.root)
     model, meta = load_model(root, model_prefix, cfg, inputs.catalog)
     recs = make_lists(inputs.at(at), model, cfg, at, trained_until(meta), users=users, with_reasons=False)
     return list_matrix(recs, users, inputs.catalog["item_id"], k)
@@ -97,7 +96,7 @@ def evaluate(cfg: RunConfig) -> dict:
     popularity, recent_popularity = Popularity().fit(liked), Popularity().fit(recent)
     scored = np.concatenate([warm, cold])
     names = [inputs.user_ids[u] for u in scored]
-    ours = nightrecs_lists(inputs, layout.model_dir(cfg.date), cfg, h.start, names, k)
+    ours = nightrecs_lists(root, inputs, layout.model_dir(cfg.date), cfg, h.start, names, k)
     warm_lists = {
         "nightrecs": ours[:len(warm)],
         "popularity": baseline_lists(popularity, warm, seen, k),
@@ -108,7 +107,7 @@ def evaluate(cfg: RunConfig) -> dict:
     try:
         champ = champion(root)
         if champ:
-            warm_lists["champion"] = nightrecs_lists(inputs, champ.model, cfg, h.start, names, k)[:len(warm)]
+            warm_lists["champion"] = nightrecs_lists(root, inputs, champ.model, cfg, h.start, names, k)[:len(warm)]
     except IncompatibleModel as e:  # an older format or another text model: nothing to compare
         log.warning("the champion is not evaluated: %s", e)
         champ = None

@@ -145,9 +145,9 @@ def run_model(run_id: str) -> str:
     return f"{recs_run(run_id)}/model"
 
 
-def recs_pointer_target(run_id: str) -> str:
-    """The manifest as ``LATEST`` names it: relative to ``recs/``."""
-    return recs_manifest(run_id)[len(RECS) + 1:]
+def under_recs(key: str) -> str:
+    """A key as ``LATEST`` and manifests name it: relative to ``recs/``."""
+    return key[len(RECS) + 1:]
 
 
 def event_partition_date(key: str) -> str | None:

@@ -78,12 +78,12 @@ def publish(cfg: RunConfig) -> dict:
         "model_version": embeddings_meta["model_version"], "top_n": cfg.top_n,
         "users": len(lines), "rows": len(recs), "format": "jsonl",
         "num_shards": num_shards, "shard_key": "crc32(utf-8 user_id) % num_shards",
-        "shards": shards, "model": layout.run_model(run_id)[len(layout.RECS) + 1:],  # relative to recs/
+        "shards": shards, "model": layout.under_recs(layout.run_model(run_id)),
     }
     copy_model(root, layout.model_dir(cfg.date), layout.run_model(run_id))
     root.write_text(layout.recs_manifest(run_id), json.dumps(manifest, indent=2))
     verify_run(root, manifest)
-    pointer = {"run_id": run_id, "manifest": layout.recs_pointer_target(run_id),
+    pointer = {"run_id": run_id, "manifest": layout.under_recs(layout.recs_manifest(run_id)),
                "published_at": dt.datetime.now(dt.UTC).isoformat()}
     root.write_text(layout.RECS_LATEST, json.dumps(pointer))  # the switch: one small object
     removed = prune_runs(root, keep=KEEP_RUNS, current=run_id)
