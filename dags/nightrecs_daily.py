@@ -16,11 +16,16 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import Param, chain, dag, task
+from airflow.sdk import Asset, Param, chain, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
+from nightrecs.tasks import layout
 from nightrecs.tasks.layout import RunConfig, param_schemas
 from nightrecs.tasks.pipeline import STEPS, DataQualityError, run_step
+
+# Downstream DAGs schedule on this (``schedule=[PUBLISHED]``); each event's extra names the
+# run: run_id, run_date, users, root, current (false for a backfill that left LATEST).
+PUBLISHED = Asset(name=layout.PUBLISHED_ASSET, uri=layout.published_uri(param_schemas()["root"]["default"]))
 
 
 @dag(
@@ -46,12 +51,16 @@ def nightrecs_daily():
             raise AirflowFailException(str(e)) from e
 
     def step_task(name: str):
-        @task(task_id=name)
-        def run(cfg: dict) -> dict:
+        @task(task_id=name, outlets=[PUBLISHED] if name == "publish" else [])
+        def run(cfg: dict, *, outlet_events=None) -> dict:
             try:
-                return run_step(name, RunConfig(**cfg))
+                result = run_step(name, RunConfig(**cfg))
             except DataQualityError as e:  # bad data does not get better on retry
                 raise AirflowFailException(str(e)) from e
+            if name == "publish":
+                outlet_events[PUBLISHED].extra = {k: result[k] for k in ("run_id", "run_date", "users", "current")} | {
+                    "root": cfg["root"]}
+            return result
 
         return run
 

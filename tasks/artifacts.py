@@ -107,12 +107,20 @@ def trained_until(meta: dict) -> int:
 
 # ------------------------------------------------------------------ published runs
 
-def current_pointer(root: Root) -> dict | None:
-    return json.loads(root.read_text(layout.RECS_LATEST)) if root.exists(layout.RECS_LATEST) else None
+def read_pointer(root: Root) -> tuple[dict | None, str | None]:
+    """(what ``LATEST`` says, its version for :meth:`Root.put_if`); (None, None) before the first run."""
+    try:
+        data, version = root.read_versioned(layout.RECS_LATEST)
+    except FileNotFoundError:
+        return None, None
+    pointer = json.loads(data)
+    if "run_date" not in pointer:  # written before pointers named their date
+        pointer["run_date"] = json.loads(root.read_text(layout.recs_pointed(pointer["manifest"])))["run_date"]
+    return pointer, version
 
 
 def current_manifest(root: Root) -> dict:
-    pointer = current_pointer(root)
+    pointer = read_pointer(root)[0]
     if pointer is None:
         raise NoPublishedRun(f"nothing published yet under {root.full(layout.RECS)}")
     return json.loads(root.read_text(layout.recs_pointed(pointer["manifest"])))

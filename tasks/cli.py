@@ -9,11 +9,15 @@ import os
 import sys
 from dataclasses import fields
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from nightrecs.tasks.layout import RunConfig, add_flags
 from nightrecs.tasks.pipeline import DataQualityError
 from nightrecs.tasks.storage import open_root
 
 log = logging.getLogger("nightrecs")
+
+EXIT_USAGE = 64  # sysexits' EX_USAGE: 1 is a failed step, 2 a failed data gate
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,12 +41,26 @@ def _parser() -> argparse.ArgumentParser:
 
     recs = sub.add_parser("recs", help="read the published lists").add_subparsers(
         dest="recs_command", required=True)
-    g = recs.add_parser("get", help="print one user's current list")
+    g = recs.add_parser("get", help="print one user's current list (the run's fallback list for a user "
+                        "it does not know)")
     g.add_argument("--root", required=True)
     g.add_argument("user_id")
     e = recs.add_parser("export", help="write every user's current list as JSON lines")
     e.add_argument("--root", required=True)
     e.add_argument("--out", required=True, help="output file, or - for stdout")
+    e.add_argument("--format", choices=("jsonl", "personalize"), default="jsonl",
+                   help="personalize: the AWS Personalize batch output format")
+    ls = recs.add_parser("runs", help="one JSON line per kept run")
+    ls.add_argument("--root", required=True)
+    rb = recs.add_parser("rollback", help="verify a kept run and point LATEST at it")
+    rb.add_argument("--root", required=True)
+    rb.add_argument("run_id")
+
+    s = sub.add_parser("serve", help="an HTTP read service for the published lists")
+    s.add_argument("--root", required=True)
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8080)
+    s.add_argument("--refresh-seconds", type=float, default=30.0, help="check LATEST at most this often")
     return p
 
 
@@ -51,15 +69,25 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    for name in ("botocore", "boto3", "urllib3", "s3transfer"):  # their debug logs carry signed headers
+        logging.getLogger(name).setLevel(logging.INFO)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    root = getattr(args, "root", None)
+    if args.command in ("run", "recs", "serve") and root and "://" not in root and not os.path.isdir(root):
+        log.error("--root %s does not exist (a data root is a folder or s3://bucket/prefix; "
+                  "`nightrecs demo-data` or a shop's export creates one)", root)
+        return EXIT_USAGE
     try:
         return _dispatch(args)
     except DataQualityError as e:
         log.error("%s", e)
         return 2
-    except (ValueError, FileNotFoundError, LookupError) as e:
-        log.error("%s", e)
+    except (ValueError, FileNotFoundError, LookupError, RuntimeError) as e:
+        log.error("%s", e, exc_info=args.verbose)
+        return 1
+    except (BotoCoreError, ClientError) as e:  # after the client's own bounded retries
+        log.error("object storage error: %s", e, exc_info=args.verbose)
         return 1
 
 
@@ -80,23 +108,35 @@ def _dispatch(args: argparse.Namespace) -> int:
         cfg = RunConfig(**{f.name: getattr(args, f.name) for f in fields(RunConfig)})
         results = run_pipeline(cfg)
         print(json.dumps(results["publish"]))
-    elif args.recs_command == "get":
-        from nightrecs.tasks.recs import get_user
+    elif args.command == "serve":
+        from nightrecs.tasks.serve import serve
 
-        row = get_user(open_root(args.root), args.user_id)
-        if row is None:
-            log.error("user %r is not in the published lists", args.user_id)
-            return 1
+        serve(open_root(args.root), args.host, args.port, args.refresh_seconds)
+    elif args.recs_command == "get":
+        from nightrecs.tasks.recs import Reader
+
+        row = Reader(open_root(args.root), refresh_seconds=0).get(args.user_id)
+        if row["fallback"]:
+            log.warning("user %r is not in run %s: the run's fallback list", args.user_id, row["run_id"])
         print(json.dumps(row, ensure_ascii=False))
+    elif args.recs_command == "runs":
+        from nightrecs.tasks.recs import runs
+
+        for run in runs(open_root(args.root)):
+            print(json.dumps(run))
+    elif args.recs_command == "rollback":
+        from nightrecs.tasks.publish import rollback
+
+        print(json.dumps(rollback(open_root(args.root), args.run_id)))
     else:
         from nightrecs.tasks.recs import export
 
         root = open_root(args.root)
         if args.out == "-":
-            n = export(root, sys.stdout)
+            n = export(root, sys.stdout, args.format)
         else:
             with open(args.out, "w", encoding="utf-8") as f:
-                n = export(root, f)
+                n = export(root, f, args.format)
         log.info("exported %d users to %s", n, args.out)
     return 0
 

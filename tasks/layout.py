@@ -115,6 +115,11 @@ def staging(date: str) -> str:
     return f"staging/{date}/recs.parquet"
 
 
+def staging_fallback(date: str) -> str:
+    """The list for users the run does not know, staged with the lists."""
+    return f"staging/{date}/fallback.parquet"
+
+
 def reports(date: str, name: str = "") -> str:
     """Gate summaries, Data Docs and the evaluation report of a run date."""
     return f"reports/{date}/{name}".rstrip("/")
@@ -135,6 +140,16 @@ def recs_shard(run_id: str, key: str) -> str:
     return f"{recs_run(run_id)}/{key}"
 
 
+def shard_names(shard: int) -> tuple[str, str]:
+    """(a shard's lists, its index), as the manifest names them (relative to the run)."""
+    return f"part-{shard:05d}.jsonl", f"part-{shard:05d}.index.jsonl"
+
+
+def recs_fallback(run_id: str) -> str:
+    """The run's list for a user it does not know (the cold-start list it computed)."""
+    return f"{recs_run(run_id)}/fallback.json"
+
+
 def recs_pointed(pointer_target: str) -> str:
     """The key of what ``LATEST`` names (a manifest, relative to ``recs/``)."""
     return f"{RECS}/{pointer_target}"
@@ -143,6 +158,21 @@ def recs_pointed(pointer_target: str) -> str:
 def run_model(run_id: str) -> str:
     """The copy of the model that made a published run."""
     return f"{recs_run(run_id)}/model"
+
+
+PUBLISHED_ASSET = "nightrecs_published"  # the Airflow Asset a publish updates
+
+
+def published_uri(root: str) -> str:
+    """The Asset URI of a root's published pointer: ``s3://.../recs/LATEST`` or ``file://...``."""
+    if "://" in root:
+        return f"{root.rstrip('/')}/{RECS_LATEST}"
+    return f"file://{os.path.abspath(os.path.expanduser(root))}/{RECS_LATEST}"
+
+
+def export_file(run_id: str, fmt: str) -> str:
+    """Where a downstream export of a published run is written."""
+    return f"exports/{fmt}/{run_id}.jsonl"
 
 
 def under_recs(key: str) -> str:
@@ -222,6 +252,10 @@ class RunConfig:
     gate_tolerance: float = setting(0.1, "Block publishing when the gate metric falls below the "
                                     "champion's times (1 - this).", minimum=0, maximum=1)
     force_publish: bool = setting(False, "Publish even when the evaluation gate blocks (the report says so).")
+    promote: bool = setting(False, "Point LATEST at this run even when the current one has a later run date "
+                            "(a backfill publishes its run and leaves LATEST unless this is set).")
+    keep_runs: int = setting(7, "Published runs kept; older ones are deleted (never the current one).",
+                             minimum=1)
     # data-quality gates (expectations/)
     max_bad_fraction: float = setting(0.01, "Per table: quarantine more than this share and the run fails.",
                                       minimum=0, maximum=1)

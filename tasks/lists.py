@@ -71,11 +71,13 @@ class Fallback:
 
 def make_lists(inp: ListInputs, model: Recommender, cfg: RunConfig, at: int, model_until: int | None,
                users: list[str] | None = None, vectors: dict[str, np.ndarray] | None = None,
-               with_reasons: bool = True) -> pd.DataFrame:
+               with_reasons: bool = True, anonymous: str | None = None) -> pd.DataFrame:
     """Top-``cfg.top_n`` lists at unix time ``at`` (long format, ``COLUMNS``) for ``users``
     (default: everyone in the users table or with a history). ``model_until``: what the
     model trained until, so the ranker never learns from its scores on windows it trained
-    on. ``vectors``: the users' model vectors at ``at``, when the embed step made them."""
+    on. ``vectors``: the users' model vectors at ``at``, when the embed step made them.
+    ``anonymous``: also list, under this id, a user with nothing known (no history, no
+    segment): what the site shows a user the run does not know."""
     catalog = inp.catalog
     n_items = len(catalog)
     cand, cand_of = candidates(catalog)
@@ -83,6 +85,10 @@ def make_lists(inp: ListInputs, model: Recommender, cfg: RunConfig, at: int, mod
                     attributes=item_attributes(catalog), model_until=model_until, seed=cfg.seed).fit(inp.seqs, at)
     row_of_user = {u: i for i, u in enumerate(inp.user_ids)}
     everyone = sorted(set(inp.users["user_id"]) | set(inp.user_ids)) if users is None else list(users)
+    if anonymous is not None:
+        if anonymous in row_of_user or anonymous in set(everyone):
+            raise ValueError(f"the anonymous list's id {anonymous!r} is a known user")
+        everyone = [*everyone, anonymous]
     rules = Rules(cfg.top_n, cfg.max_per_category, cfg.new_item_quota)
 
     exclude, seen = exclusions(inp, everyone, cand_of, row_of_user)

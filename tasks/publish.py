@@ -1,15 +1,19 @@
 """Step 7: publish the lists atomically: write the run, verify it, switch ``LATEST`` last.
 
-Layout under ``<root>/recs/``::
+Layout under ``<root>/recs/`` (the read protocol, for a site in any language, is in the README)::
 
-    runs/<run_id>/part-00000.jsonl ...   one JSON line per user, sharded by user id
-    runs/<run_id>/manifest.json          run metadata, shard list with sizes and sha256
-    runs/<run_id>/model/                 the model that made the run (the next runs' champion)
-    LATEST                               {"run_id": ..., "manifest": "runs/<run_id>/manifest.json"}
+    runs/<run_id>/part-00000.jsonl        one JSON line per user, sorted by user id
+    runs/<run_id>/part-00000.index.jsonl  one line per user: [user_id, offset, length]
+    runs/<run_id>/fallback.json           the list for a user the run does not know
+    runs/<run_id>/manifest.json           run metadata; every object's size and sha256
+    runs/<run_id>/model/                  the model that made the run (the next runs' champion)
+    LATEST                                {"run_id", "run_date", "manifest", "published_at"}
 
-A reader reads ``LATEST``, then the manifest, then the one shard holding its user
-(``crc32(utf-8 user_id) % num_shards``). Until ``LATEST`` is replaced, readers keep seeing
-the previous run in full; a run that fails half-way is never pointed to.
+A user's shard is ``crc32(utf-8 user_id) % num_shards``; its line is bytes ``[offset,
+offset + length)`` of the shard: one ranged GET. ``LATEST`` is replaced by
+compare-and-swap (:meth:`Root.put_if`), never to an older run date unless asked
+(``promote``), so a backfill, a rollback or a second publisher cannot undo a newer switch;
+until it is replaced, readers keep seeing the previous run in full.
 """
 
 from __future__ import annotations
@@ -22,32 +26,105 @@ import math
 import uuid
 import zlib
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from nightrecs.tasks import layout
-from nightrecs.tasks.artifacts import copy_model, model_meta
+from nightrecs.tasks.artifacts import copy_model, model_meta, read_pointer
 from nightrecs.tasks.layout import RunConfig
 from nightrecs.tasks.storage import Root, open_root
 
 log = logging.getLogger(__name__)
 
 USERS_PER_SHARD = 50_000
-KEEP_RUNS = 7
+MAX_REASON = 200  # characters: a 10 KB title must not make a 10 KB reason
+STALE_RUN = dt.timedelta(hours=6)  # a run folder without a manifest this old is a dead publish
+FORMAT = "jsonl+index/v1"
+# JSON allows these raw inside strings, but many line readers (Python's splitlines, some
+# JavaScript) split on them: escape them so a line is a line everywhere.
+_LINE_BREAKS = {"\u0085": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 
 
-def shard_of(user_id: str, num_shards: int) -> int:
-    return zlib.crc32(user_id.encode("utf-8")) % num_shards
+class SwitchConflict(RuntimeError):
+    """``LATEST`` kept changing under us: other publishers are racing."""
 
 
-def to_lines(recs: pd.DataFrame) -> dict[str, str]:
-    """user_id -> its JSON line, items best first."""
-    recs = recs.sort_values(["user_id", "rank"])
-    lines = {}
-    for user, grp in recs.groupby("user_id", sort=True):
-        items = [{"item_id": i, "score": round(float(s), 6), "reason": r}
-                 for i, s, r in zip(grp["item_id"], grp["score"], grp["reason"])]
-        lines[user] = json.dumps({"user_id": user, "items": items}, ensure_ascii=False)
-    return lines
+def shard_of(user_ids: np.ndarray | list[str], num_shards: int) -> np.ndarray:
+    """The shard of each user: ``crc32(utf-8 user_id) % num_shards``."""
+    crc = np.fromiter((zlib.crc32(u.encode("utf-8")) for u in user_ids), np.int64, len(user_ids))
+    return crc % num_shards
+
+
+def json_string(value: str | None) -> str:
+    text = json.dumps("" if value is None else str(value), ensure_ascii=False)
+    for raw, escaped in _LINE_BREAKS.items():
+        text = text.replace(raw, escaped)
+    return text
+
+
+def _json_strings(values: pd.Series) -> pa.Array:
+    """Each value as a JSON string literal, encoding each distinct value once."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    encoded = np.array([json_string(v) for v in uniques], dtype=object)
+    return pa.array(encoded[codes], pa.string())
+
+
+def _decimals(x: np.ndarray) -> pa.Array:
+    """Scores as JSON numbers with 6 decimals, formatted in bulk."""
+    x = np.asarray(x, np.float64)
+    if not np.isfinite(x).all():
+        raise ValueError(f"{int((~np.isfinite(x)).sum())} list scores are not finite numbers")
+    micro = np.rint(x * 1e6).astype(np.int64)
+    digits = pc.utf8_lpad(pc.cast(pa.array(np.abs(micro)), pa.string()), 7, "0")
+    sign = pa.array(np.where(micro < 0, "-", ""), pa.string())
+    return pc.binary_join_element_wise(sign, pc.utf8_slice_codeunits(digits, 0, -6), ".",
+                                       pc.utf8_slice_codeunits(digits, -6), "")
+
+
+def _item_json(rows: pd.DataFrame) -> pa.Array:
+    """One ``{"item_id", "score", "reason"}`` object per list row."""
+    reason = rows["reason"].fillna("").astype(str)
+    long = reason.str.len() > MAX_REASON
+    reason = reason.where(~long, reason.str.slice(0, MAX_REASON - 1) + "\u2026")
+    return pc.binary_join_element_wise(
+        '{"item_id":', _json_strings(rows["item_id"]), ',"score":', _decimals(rows["score"].to_numpy()),
+        ',"reason":', _json_strings(reason), "}", "")
+
+
+def to_lines(recs: pd.DataFrame) -> tuple[np.ndarray, pa.Array]:
+    """(user ids sorted, each user's JSON line ``{"user_id", "items": [...]}``, items best
+    first), built column-wise: no per-user Python loop."""
+    recs = recs.sort_values(["user_id", "rank"], kind="stable")
+    users, starts = np.unique(recs["user_id"].to_numpy(dtype=object), return_index=True)
+    offsets = pa.array(np.append(starts, len(recs)).astype(np.int32))
+    items = pc.binary_join(pa.ListArray.from_arrays(offsets, _item_json(recs)), ",")
+    lines = pc.binary_join_element_wise('{"user_id":', _json_strings(pd.Series(users)), ',"items":[', items,
+                                        "]}", "")
+    return users, lines
+
+
+def fallback_json(rows: pd.DataFrame) -> str:
+    """The run's list for users it does not know: ``{"items": [...]}``."""
+    items = ",".join(_item_json(rows.sort_values("rank")).to_pylist())
+    return '{"items":[' + items + "]}"
+
+
+def write_shard(root: Root, run_id: str, shard: int, users: np.ndarray, lines: pa.Array) -> dict:
+    """One shard and its index; returns its manifest entry."""
+    lengths = pc.binary_length(lines).to_numpy(zero_copy_only=False).astype(np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths + 1)[:-1]]).astype(np.int64)
+    body = ("\n".join(lines.to_pylist()) + "\n" if len(lines) else "").encode("utf-8")
+    index_lines = pc.binary_join_element_wise(
+        "[", _json_strings(pd.Series(users)), ",", pc.cast(pa.array(starts), pa.string()), ",",
+        pc.cast(pa.array(lengths), pa.string()), "]", "")
+    index = ("\n".join(index_lines.to_pylist()) + "\n" if len(users) else "").encode("utf-8")
+    key, index_key = layout.shard_names(shard)
+    root.write_bytes(layout.recs_shard(run_id, key), body)
+    root.write_bytes(layout.recs_shard(run_id, index_key), index)
+    return {"key": key, "users": len(users), "bytes": len(body), "sha256": hashlib.sha256(body).hexdigest(),
+            "index": index_key, "index_bytes": len(index), "index_sha256": hashlib.sha256(index).hexdigest()}
 
 
 def publish(cfg: RunConfig) -> dict:
@@ -58,52 +135,113 @@ def publish(cfg: RunConfig) -> dict:
     if meta["version"] != embeddings_meta["model_version"]:
         raise RuntimeError(f"the embeddings of {cfg.date} were made by model {embeddings_meta['model_version']}, "
                            f"but {root.full(layout.model_dir(cfg.date))} holds {meta['version']}: rerun embed")
-    lines = to_lines(recs)
-    num_shards = max(1, math.ceil(len(lines) / USERS_PER_SHARD))
+    users, lines = to_lines(recs)
+    num_shards = max(1, math.ceil(len(users) / USERS_PER_SHARD))
     now = dt.datetime.now(dt.UTC)
     run_id = f"{cfg.date}_{now:%Y%m%dT%H%M%SZ}_{uuid.uuid4().hex[:6]}"
-    prefix = layout.recs_run(run_id)
-    buckets: list[list[str]] = [[] for _ in range(num_shards)]
-    for user, line in lines.items():
-        buckets[shard_of(user, num_shards)].append(line)
+    shard = shard_of(users, num_shards)
     shards = []
-    for s, bucket in enumerate(buckets):
-        body = ("\n".join(bucket) + "\n" if bucket else "").encode("utf-8")
-        key = f"part-{s:05d}.jsonl"
-        root.write_bytes(layout.recs_shard(run_id, key), body)
-        shards.append({"key": key, "users": len(bucket), "bytes": len(body),
-                       "sha256": hashlib.sha256(body).hexdigest()})
+    for s in range(num_shards):
+        mine = np.flatnonzero(shard == s)
+        shards.append(write_shard(root, run_id, s, users[mine], lines.take(pa.array(mine))))
+    fallback = fallback_json(root.read_parquet(layout.staging_fallback(cfg.date))).encode("utf-8")
+    root.write_bytes(layout.recs_fallback(run_id), fallback)
     manifest = {
         "run_id": run_id, "run_date": cfg.date, "created_at": now.isoformat(),
         "model_version": embeddings_meta["model_version"], "top_n": cfg.top_n,
-        "users": len(lines), "rows": len(recs), "format": "jsonl",
+        "users": len(users), "rows": len(recs), "format": FORMAT,
         "num_shards": num_shards, "shard_key": "crc32(utf-8 user_id) % num_shards",
         "shards": shards, "model": layout.under_recs(layout.run_model(run_id)),
+        "fallback": {"key": "fallback.json", "bytes": len(fallback), "sha256": hashlib.sha256(fallback).hexdigest()},
     }
     copy_model(root, layout.model_dir(cfg.date), layout.run_model(run_id))
     root.write_text(layout.recs_manifest(run_id), json.dumps(manifest, indent=2))
     verify_run(root, manifest)
-    pointer = {"run_id": run_id, "manifest": layout.under_recs(layout.recs_manifest(run_id)),
-               "published_at": dt.datetime.now(dt.UTC).isoformat()}
-    root.write_text(layout.RECS_LATEST, json.dumps(pointer))  # the switch: one small object
-    removed = prune_runs(root, keep=KEEP_RUNS, current=run_id)
-    log.info("published %d users in %d shard(s) as %s", len(lines), num_shards, root.full(prefix))
-    return {"run_id": run_id, "manifest": root.full(layout.recs_manifest(run_id)),
-            "users": len(lines), "shards": num_shards, "pruned": removed}
+    switched, why = switch_latest(root, manifest, promote=cfg.promote)
+    removed = prune_runs(root, keep=cfg.keep_runs)
+    log.info("published %d users in %d shard(s) as %s; %s", len(users), num_shards,
+             root.full(layout.recs_run(run_id)), why)
+    return {"run_id": run_id, "run_date": cfg.date, "manifest": root.full(layout.recs_manifest(run_id)),
+            "users": len(users), "shards": num_shards, "current": switched, "pruned": removed}
+
+
+def _objects(manifest: dict) -> list[tuple[str, str]]:
+    """(name in the run, sha256) of every object the manifest lists."""
+    objects = [(s["key"], s["sha256"]) for s in manifest["shards"]]
+    objects += [(s["index"], s["index_sha256"]) for s in manifest["shards"] if "index" in s]
+    if "fallback" in manifest:
+        objects.append((manifest["fallback"]["key"], manifest["fallback"]["sha256"]))
+    return objects
 
 
 def verify_run(root: Root, manifest: dict) -> None:
-    """Read every shard back and compare with the manifest before switching ``LATEST``."""
-    for shard in manifest["shards"]:
-        key = layout.recs_shard(manifest["run_id"], shard["key"])
-        if hashlib.sha256(root.read_bytes(key)).hexdigest() != shard["sha256"]:
-            raise RuntimeError(f"shard {root.full(key)} does not match its manifest")
+    """Read every object of the run back and compare it with the manifest."""
+    for name, sha in _objects(manifest):
+        key = layout.recs_shard(manifest["run_id"], name)
+        try:
+            ok = hashlib.sha256(root.read_bytes(key)).hexdigest() == sha
+        except FileNotFoundError:
+            raise RuntimeError(f"{root.full(key)} is missing: run {manifest['run_id']} is incomplete") from None
+        if not ok:
+            raise RuntimeError(f"{root.full(key)} does not match the manifest of run {manifest['run_id']}")
 
 
-def prune_runs(root: Root, keep: int, current: str) -> list[str]:
-    """Delete all but the newest ``keep`` runs (never the current one)."""
-    runs = sorted({k.split("/")[2] for k in root.list(layout.RECS_RUNS)})
-    old = [r for r in runs[:-keep] if r != current] if len(runs) > keep else []
-    for r in old:
+def switch_latest(root: Root, manifest: dict, promote: bool, attempts: int = 20) -> tuple[bool, str]:
+    """Point ``LATEST`` at the run by compare-and-swap, unless the current run has a later
+    run date and ``promote`` is not set. Returns (switched, what happened, for the log)."""
+    pointer = {"run_id": manifest["run_id"], "run_date": manifest["run_date"],
+               "manifest": layout.under_recs(layout.recs_manifest(manifest["run_id"]))}
+    for _ in range(attempts):
+        current, version = read_pointer(root)
+        if current and current["run_date"] > manifest["run_date"] and not promote:
+            return False, (f"LATEST stays at {current['run_id']} (run date {current['run_date']}, later than "
+                           f"{manifest['run_date']}): a backfill; set promote to point LATEST at it")
+        body = json.dumps({**pointer, "published_at": dt.datetime.now(dt.UTC).isoformat()}).encode("utf-8")
+        if root.put_if(layout.RECS_LATEST, body, version):
+            before = f" (was {current['run_id']})" if current else ""
+            return True, f"LATEST -> {manifest['run_id']}{before}"
+        log.info("LATEST changed while switching (another publisher): reading it again")
+    raise SwitchConflict(f"{root.full(layout.RECS_LATEST)} changed {attempts} times while switching to "
+                         f"{manifest['run_id']}; the run is published but not current")
+
+
+def rollback(root: Root, run_id: str) -> dict:
+    """Point ``LATEST`` back at a kept run, after checking every object against its manifest."""
+    try:
+        manifest = json.loads(root.read_text(layout.recs_manifest(run_id)))
+    except FileNotFoundError:
+        raise LookupError(f"run {run_id} has no manifest under {root.full(layout.RECS_RUNS)}: "
+                          f"pruned, never finished, or mistyped (see `nightrecs recs runs`)") from None
+    verify_run(root, manifest)
+    switched, why = switch_latest(root, manifest, promote=True)
+    log.info("rollback: %s", why)
+    return {"run_id": run_id, "run_date": manifest["run_date"], "current": switched}
+
+
+def _published_at(run_id: str) -> dt.datetime | None:
+    """The publish time in a run id (``<date>_<YYYYmmddTHHMMSSZ>_<hex>``)."""
+    try:
+        return dt.datetime.strptime(run_id.split("_")[1], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+    except (IndexError, ValueError):
+        return None
+
+
+def prune_runs(root: Root, keep: int, now: dt.datetime | None = None) -> list[str]:
+    """Delete all but the ``keep`` most recently published complete runs, and run folders
+    without a manifest older than ``STALE_RUN`` (a publish that died); never the current run."""
+    current = read_pointer(root)[0]
+    current_id = current["run_id"] if current else None
+    keys = root.list(layout.RECS_RUNS)
+    runs = sorted({k.split("/")[2] for k in keys}, key=lambda r: (_published_at(r) or dt.datetime.min.replace(
+        tzinfo=dt.UTC), r))
+    complete = {k.split("/")[2] for k in keys if k.endswith("/manifest.json")}
+    now = now or dt.datetime.now(dt.UTC)
+    done = [r for r in runs if r in complete]
+    old = [r for r in done[:-keep] if r != current_id]
+    dead = [r for r in runs if r not in complete and r != current_id
+            and (_published_at(r) is None or now - _published_at(r) > STALE_RUN)]
+    for r in old + dead:
         root.delete_prefix(layout.recs_run(r))
-    return old
+    if dead:
+        log.warning("deleted %d run folder(s) without a manifest (publishes that died): %s", len(dead), dead)
+    return sorted(old + dead)

@@ -8,6 +8,8 @@ so a MinIO/SeaweedFS endpoint needs no code change.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import io
 import logging
 import os
@@ -50,6 +52,25 @@ class Root(ABC):
     @abstractmethod
     def stat(self, key: str) -> tuple[int, str]:
         """(size in bytes, a version that changes whenever the content may have: mtime or ETag)."""
+
+    @abstractmethod
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        """``length`` bytes from offset ``start``: one ranged GET on S3."""
+
+    @abstractmethod
+    def read_versioned(self, key: str) -> tuple[bytes, str]:
+        """(content, version) read together; the version is what :meth:`put_if` compares."""
+
+    def read_if_changed(self, key: str, version: str | None) -> tuple[bytes, str] | None:
+        """(content, version) when the object is no longer at ``version``, else None (on S3 a
+        conditional GET: an unchanged object costs a 304, no body)."""
+        data, now = self.read_versioned(key)
+        return None if now == version else (data, now)
+
+    @abstractmethod
+    def put_if(self, key: str, data: bytes, version: str | None) -> bool:
+        """Compare-and-swap: write only if the object is still at ``version`` (None: only if
+        it does not exist). False when another writer got there first: re-read, re-decide."""
 
     @abstractmethod
     def move(self, key: str, dest: str) -> None:
@@ -127,6 +148,31 @@ class LocalRoot(Root):
         st = self.local_path(key).stat()
         return st.st_size, str(st.st_mtime_ns)
 
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        with open(self.local_path(key), "rb") as f:
+            f.seek(start)
+            return f.read(length)
+
+    def read_versioned(self, key: str) -> tuple[bytes, str]:
+        data = self.read_bytes(key)
+        return data, hashlib.sha256(data).hexdigest()
+
+    def put_if(self, key: str, data: bytes, version: str | None) -> bool:
+        """Under an exclusive lock on a sibling lock file, so two processes cannot both
+        see the old version and both write; the write itself is an atomic rename."""
+        target = self.local_path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target.with_name(f".{target.name}.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                current = self.read_versioned(key)[1]
+            except FileNotFoundError:
+                current = None
+            if current != version:
+                return False
+            self.write_bytes(key, data)
+            return True
+
     def move(self, key: str, dest: str) -> None:
         target = self.local_path(dest)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -187,6 +233,45 @@ class S3Root(Root):
 
     def write_bytes(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key),
+                                          Range=f"bytes={start}-{start + length - 1}")["Body"].read()
+        except self.client.exceptions.NoSuchKey as e:
+            raise FileNotFoundError(self.full(key)) from e
+
+    def read_versioned(self, key: str) -> tuple[bytes, str]:
+        try:
+            got = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except self.client.exceptions.NoSuchKey as e:
+            raise FileNotFoundError(self.full(key)) from e
+        return got["Body"].read(), got["ETag"]
+
+    def read_if_changed(self, key: str, version: str | None) -> tuple[bytes, str] | None:
+        if version is None:
+            return self.read_versioned(key)
+        try:
+            got = self.client.get_object(Bucket=self.bucket, Key=self._key(key), IfNoneMatch=version)
+        except self.client.exceptions.NoSuchKey as e:
+            raise FileNotFoundError(self.full(key)) from e
+        except self.client.exceptions.ClientError as e:
+            if e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 304:
+                return None
+            raise
+        return got["Body"].read(), got["ETag"]
+
+    def put_if(self, key: str, data: bytes, version: str | None) -> bool:
+        """A conditional PUT: ``If-Match`` the ETag read before, ``If-None-Match: *`` when
+        there was none; the server answers 412 when another writer got there first."""
+        condition = {"IfMatch": version} if version is not None else {"IfNoneMatch": "*"}
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **condition)
+            return True
+        except self.client.exceptions.ClientError as e:
+            if e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (409, 412):
+                return False  # 409: a concurrent conditional write is in progress
+            raise
 
     def exists(self, key: str) -> bool:
         """An object or a prefix; only "not found" is absent: a 403 or any other error

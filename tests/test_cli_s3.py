@@ -35,13 +35,13 @@ def test_run_and_read_on_s3(s3_env, tiny_model, tmp_path):
     got = nightrecs("recs", "get", "--root", root, "u000003", env=env)
     assert got.returncode == 0, got.stderr
     row = json.loads(got.stdout)
-    assert row["user_id"] == "u000003" and len(row["items"]) == 7
+    assert row["user_id"] == "u000003" and len(row["items"]) == 7 and row["fallback"] is False
 
     out = tmp_path / "all.jsonl"
     exported = nightrecs("recs", "export", "--root", root, "--out", str(out), env=env)
     assert exported.returncode == 0, exported.stderr
     lines = [json.loads(x) for x in out.read_text().splitlines()]
-    assert len(lines) == 80 and row in lines
+    assert len(lines) == 80 and {"user_id": "u000003", "items": row["items"]} in lines
 
     # everything lives in the bucket: features, model, lists, reports
     s3 = open_root(root)
@@ -50,10 +50,18 @@ def test_run_and_read_on_s3(s3_env, tiny_model, tmp_path):
     assert s3.exists("recs/LATEST")
 
 
-def test_unknown_user_and_bad_date_exit_non_zero(published_shop):
-    assert nightrecs("recs", "get", "--root", str(published_shop), "nobody", env={}).returncode == 1
+def test_unknown_user_gets_the_fallback_and_bad_arguments_exit_non_zero(published_shop, tmp_path):
+    got = nightrecs("recs", "get", "--root", str(published_shop), "nobody", env={})
+    assert got.returncode == 0, got.stderr
+    row = json.loads(got.stdout)
+    assert row["fallback"] is True and len(row["items"]) == 10 and "not in run" in got.stderr
     bad = nightrecs("run", "--root", str(published_shop), "--date", "22/11/2026", env={})
     assert bad.returncode == 1 and "YYYY-MM-DD" in bad.stderr
+    missing = tmp_path / "no-such-root"
+    for args in (["run", "--root", str(missing), "--date", SHOP_DATE], ["recs", "runs", "--root", str(missing)]):
+        res = nightrecs(*args, env={})
+        assert res.returncode == 64 and "does not exist" in res.stderr, res.stderr
+    assert not missing.exists()  # a usage error creates nothing
 
 
 def test_bad_input_exits_2_with_the_reason(shop):

@@ -71,6 +71,24 @@ def test_dag_test_runs_the_whole_pipeline(dag, shop, tiny_model):
     reasons = [i["reason"] for line in shard.read_text().splitlines() for i in json.loads(line)["items"]]
     assert all(reasons) and any(r.startswith("popular with country ") for r in reasons)
 
+    # the publish emitted an asset event naming the run; the example consumer reads it and exports
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        events = (session.query(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+                  .filter(AssetModel.name == "nightrecs_published").all())
+        extras = [e.extra for e in events]
+    assert {"run_id": latest["run_id"], "run_date": SHOP_DATE, "users": 120, "current": True,
+            "root": str(shop)} in extras
+    consumer = DagBag(dag_folder=str(REPO / "dags")).dags["nightrecs_personalize_export"]
+    assert [a.name for a in consumer.timetable.asset_condition.objects] == ["nightrecs_published"]
+    assert consumer.test().state == "success"
+    exported = (shop / "exports/personalize" / f"{latest['run_id']}.jsonl").read_text().splitlines()
+    row = json.loads(exported[0])
+    assert len(exported) == 120 and set(row) == {"input", "output"} and len(row["output"]["recommendedItems"]) == 5
+
 
 def test_failed_gate_fails_the_run_without_retries(dag, shop):
     import pandas as pd

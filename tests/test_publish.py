@@ -11,7 +11,7 @@ from nightrecs.tasks import layout
 from nightrecs.tasks.layout import RunConfig
 from nightrecs.tasks.publish import prune_runs, publish, shard_of
 from nightrecs.tasks.artifacts import NoPublishedRun, current_manifest
-from nightrecs.tasks.recs import export, get_user
+from nightrecs.tasks.recs import Reader, export
 from nightrecs.tasks.storage import LocalRoot, open_root
 from tests.conftest import SHOP_DATE
 
@@ -31,8 +31,7 @@ def test_published_lists_are_complete_and_readable(published_shop):
         assert len(ids) == len(set(ids)) and set(ids) <= in_stock
         scores = [i["score"] for i in row["items"]]
         assert scores == sorted(scores, reverse=True)
-    assert get_user(root, rows[5]["user_id"]) == rows[5]
-    assert get_user(root, "nobody") is None
+    assert Reader(root).get(rows[5]["user_id"])["items"] == rows[5]["items"]
 
 
 def test_bought_items_are_not_recommended(published_shop):
@@ -66,15 +65,25 @@ def test_failed_publish_leaves_latest_alone(published_shop, tmp_path, monkeypatc
 
 
 def test_shards_and_pruning(tmp_path):
+    import datetime as dt
+
     root = open_root(tmp_path)
-    for i in range(5):
-        root.write_text(f"recs/runs/2026-01-0{i + 1}_x/part-00000.jsonl", "")
-    removed = prune_runs(root, keep=2, current="2026-01-05_x")
-    assert removed == ["2026-01-01_x", "2026-01-02_x", "2026-01-03_x"]
-    assert sorted({k.split("/")[2] for k in root.list("recs/runs")}) == ["2026-01-04_x", "2026-01-05_x"]
-    assert shard_of("u1", 7) == shard_of("u1", 7) and 0 <= shard_of("u1", 7) < 7
+    for i in range(5):  # published on days 1..5; the current one (day 1, a rollback) is kept
+        root.write_text(f"recs/runs/2026-01-0{i + 1}_2026010{i + 1}T000000Z_x/manifest.json", "{}")
+    current = "2026-01-01_20260101T000000Z_x"
+    root.write_text("recs/LATEST", json.dumps({"run_id": current, "run_date": "2026-01-01"}))
+    root.write_text("recs/runs/2026-01-06_20260106T000000Z_dead/part-00000.jsonl", "")  # died mid-publish
+    root.write_text("recs/runs/2026-01-06_20260106T110000Z_busy/part-00000.jsonl", "")  # publishing now
+    removed = prune_runs(root, keep=2, now=dt.datetime(2026, 1, 6, 12, tzinfo=dt.UTC))
+    assert removed == ["2026-01-02_20260102T000000Z_x", "2026-01-03_20260103T000000Z_x",
+                       "2026-01-06_20260106T000000Z_dead"]
+    assert sorted({k.split("/")[2] for k in root.list("recs/runs")}) == [
+        current, "2026-01-04_20260104T000000Z_x", "2026-01-05_20260105T000000Z_x",
+        "2026-01-06_20260106T110000Z_busy"]
+    shards = shard_of(["u1", "u1", "u2"], 7)
+    assert shards[0] == shards[1] and ((0 <= shards) & (shards < 7)).all()
 
 
 def test_nothing_published_yet(tmp_path):
     with pytest.raises(NoPublishedRun):
-        get_user(open_root(tmp_path), "u1")
+        Reader(open_root(tmp_path)).get("u1")

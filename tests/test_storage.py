@@ -56,3 +56,18 @@ def test_s3_root_needs_bucket(s3_env):
     assert isinstance(open_root(f"s3://{s3_env['bucket']}"), S3Root)
     with pytest.raises(ValueError, match="bucket"):
         open_root("s3://")
+
+
+def test_ranged_reads_and_compare_and_swap(root):
+    root.write_text("data.txt", "0123456789")
+    assert root.read_range("data.txt", 3, 4) == b"3456"
+    assert root.put_if("p/LATEST", b"one", None)  # created: it did not exist
+    assert not root.put_if("p/LATEST", b"two", None)  # exists now: refused (S3: 412)
+    data, version = root.read_versioned("p/LATEST")
+    assert data == b"one"
+    assert root.read_if_changed("p/LATEST", version) is None  # unchanged (S3: a 304)
+    assert root.put_if("p/LATEST", b"three", version)
+    assert not root.put_if("p/LATEST", b"four", version)  # stale version: someone else won
+    assert root.read_if_changed("p/LATEST", version)[0] == b"three"
+    with pytest.raises(FileNotFoundError):
+        root.read_versioned("p/absent")
