@@ -41,6 +41,8 @@ CONTRACT: dict[str, list[Column]] = {
     ],
 }
 
+MAX_PRICE = 1e9  # above this (infinity included) a price is a unit or export error: quarantined
+
 _KIND_CHECKS = {
     "string": lambda t: pa.types.is_string(t) or pa.types.is_large_string(t)
     or pa.types.is_dictionary(t) and pa.types.is_string(t.value_type),
@@ -100,7 +102,7 @@ def catalog_suite() -> gx.ExpectationSuite:
     suite.add_expectation(gxe.ExpectColumnValuesToBeUnique(column="item_id", **q))
     suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column="title", **q))
     suite.add_expectation(gxe.ExpectColumnValueLengthsToBeBetween(column="title", min_value=1, **q))
-    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="price", min_value=0, **q))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="price", min_value=0, max_value=MAX_PRICE, **q))
     return suite
 
 
@@ -114,7 +116,8 @@ def users_suite() -> gx.ExpectationSuite:
 
 def events_suite(run_date: str, rules: RawRules) -> gx.ExpectationSuite:
     """Events of the partitions being ingested for a run on ``run_date``; the frame carries
-    ``user_known`` (user_id is in the users table), computed outside GX so that millions of
+    ``user_known`` (user_id is in the users table) and ``ts_in_day`` (ts falls in the
+    file's ``dt=`` day), computed outside GX so that millions of
     user ids never land in the suite or its Data Docs."""
     q = severity("quarantine")
     suite = new_suite("raw_events")
@@ -130,6 +133,9 @@ def events_suite(run_date: str, rules: RawRules) -> gx.ExpectationSuite:
         column="value", min_value=rules.rating_min, max_value=rules.rating_max, **rating, **q))
     suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(
         column="user_known", value_set=[True], **severity("warn")))
+    # an event whose ts is not in its dt= day is kept (late arrivals are normal) but counted
+    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(
+        column="ts_in_day", value_set=[True], **severity("warn")))
     return suite
 
 

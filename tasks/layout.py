@@ -24,6 +24,7 @@ RAW_USERS = "raw/users"
 RAW_EVENTS = "raw/events"
 RECS = "recs"
 RECS_LATEST = "recs/LATEST"
+RUN_LOCK = "locks/run.json"  # one run at a time per root (tasks/runlock.py)
 
 def raw_file(table: str, part: int = 0) -> str:
     """One file of the shop's ``catalog`` or ``users`` table."""
@@ -35,7 +36,7 @@ def raw_events_file(day: str, part: int = 0) -> str:
     return f"{RAW_EVENTS}/dt={day}/part-{part:05d}.parquet"
 
 
-_PARTITION = re.compile(r"dt=(\d{4}-\d{2}-\d{2})")
+_PARTITION = re.compile(r"/dt=([^/]*)/")
 
 
 def validated(date: str, table: str) -> str:
@@ -181,9 +182,15 @@ def under_recs(key: str) -> str:
 
 
 def event_partition_date(key: str) -> str | None:
-    """The ``YYYY-MM-DD`` of a ``raw/events/dt=YYYY-MM-DD/...`` key, else None."""
+    """The ``YYYY-MM-DD`` of a ``.../dt=YYYY-MM-DD/...`` key; None when there is no ``dt=``
+    folder or it is not a real date (``dt=garbage``, ``dt=2026-13-45``)."""
     m = _PARTITION.search(key)
-    return m.group(1) if m else None
+    if not m:
+        return None
+    try:
+        return dt.date.fromisoformat(m.group(1)).isoformat()
+    except ValueError:
+        return None
 
 
 def parse_date(value: str) -> str:

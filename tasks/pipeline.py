@@ -13,6 +13,8 @@ from typing import Callable
 
 from nightrecs.expectations.errors import DataQualityError
 from nightrecs.tasks.layout import RunConfig
+from nightrecs.tasks.runlock import run_lock
+from nightrecs.tasks.storage import open_root
 
 __all__ = ["STEPS", "DataQualityError", "get_step", "run_pipeline", "run_step"]
 
@@ -38,7 +40,7 @@ def get_step(name: str) -> Step:
     return getattr(importlib.import_module(STEPS[name]), name)
 
 
-def run_step(name: str, cfg: RunConfig) -> dict:
+def _run(name: str, cfg: RunConfig) -> dict:
     start = time.perf_counter()
     log.info("step %s: start (root=%s, date=%s)", name, cfg.root, cfg.date)
     result = get_step(name)(cfg)
@@ -46,6 +48,14 @@ def run_step(name: str, cfg: RunConfig) -> dict:
     return result
 
 
+def run_step(name: str, cfg: RunConfig) -> dict:
+    """One step (a DAG task), holding the root's run lock while it runs."""
+    with run_lock(open_root(cfg.root), f"step {name} of {cfg.date}"):
+        return _run(name, cfg)
+
+
 def run_pipeline(cfg: RunConfig) -> dict[str, dict]:
-    """Run every step in order, in this process; stops at the first failure."""
-    return {name: run_step(name, cfg) for name in STEPS}
+    """Run every step in order, in this process, holding the root's run lock throughout;
+    stops at the first failure."""
+    with run_lock(open_root(cfg.root), f"nightrecs run {cfg.date}"):
+        return {name: _run(name, cfg) for name in STEPS}

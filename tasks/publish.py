@@ -45,6 +45,7 @@ FORMAT = "jsonl+index/v1"
 # JSON allows these raw inside strings, but many line readers (Python's splitlines, some
 # JavaScript) split on them: escape them so a line is a line everywhere.
 _LINE_BREAKS = {"\u0085": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+_PLAIN = r'^[^"\\\x00-\x1f\x{85}\x{2028}\x{2029}]*$'  # RE2: strings JSON-quoted as they are
 
 
 class SwitchConflict(RuntimeError):
@@ -57,18 +58,31 @@ def shard_of(user_ids: np.ndarray | list[str], num_shards: int) -> np.ndarray:
     return crc % num_shards
 
 
-def json_string(value: str | None) -> str:
-    text = json.dumps("" if value is None else str(value), ensure_ascii=False)
+def json_string(value: str | None, cap: int | None = None) -> str:
+    """A JSON string literal; line breaks other than ``\\n`` escaped, at most ``cap`` characters."""
+    text = "" if value is None else str(value)
+    if cap is not None and len(text) > cap:
+        text = text[:cap - 1] + "\u2026"
+    text = json.dumps(text, ensure_ascii=False)
     for raw, escaped in _LINE_BREAKS.items():
         text = text.replace(raw, escaped)
     return text
 
 
-def _json_strings(values: pd.Series) -> pa.Array:
+def _json_strings(values: pa.Array | pa.ChunkedArray, cap: int | None = None) -> pa.Array:
     """Each value as a JSON string literal, encoding each distinct value once."""
-    codes, uniques = pd.factorize(values, use_na_sentinel=False)
-    encoded = np.array([json_string(v) for v in uniques], dtype=object)
-    return pa.array(encoded[codes], pa.string())
+    codes = pc.dictionary_encode(pc.fill_null(pc.cast(values, pa.string()), ""))
+    if isinstance(codes, pa.ChunkedArray):
+        codes = codes.combine_chunks()
+    distinct = codes.dictionary
+    plain = pc.match_substring_regex(distinct, _PLAIN)  # nothing to escape: just quote it
+    if cap is not None:
+        plain = pc.and_(plain, pc.less_equal(pc.utf8_length(distinct), cap))
+    special = np.full(len(distinct), None, dtype=object)
+    for k in np.flatnonzero(~plain.to_numpy(zero_copy_only=False)):
+        special[k] = json_string(distinct[k].as_py(), cap)
+    encoded = pc.if_else(plain, pc.binary_join_element_wise('"', distinct, '"', ""), pa.array(special, pa.string()))
+    return encoded.take(codes.indices)
 
 
 def _decimals(x: np.ndarray) -> pa.Array:
@@ -83,31 +97,37 @@ def _decimals(x: np.ndarray) -> pa.Array:
                                        pc.utf8_slice_codeunits(digits, -6), "")
 
 
-def _item_json(rows: pd.DataFrame) -> pa.Array:
+def _table(rows: pd.DataFrame | pa.Table) -> pa.Table:
+    return rows if isinstance(rows, pa.Table) else pa.Table.from_pandas(rows, preserve_index=False)
+
+
+def _item_json(rows: pa.Table) -> pa.Array:
     """One ``{"item_id", "score", "reason"}`` object per list row."""
-    reason = rows["reason"].fillna("").astype(str)
-    long = reason.str.len() > MAX_REASON
-    reason = reason.where(~long, reason.str.slice(0, MAX_REASON - 1) + "\u2026")
     return pc.binary_join_element_wise(
-        '{"item_id":', _json_strings(rows["item_id"]), ',"score":', _decimals(rows["score"].to_numpy()),
-        ',"reason":', _json_strings(reason), "}", "")
+        '{"item_id":', _json_strings(rows["item_id"]), ',"score":',
+        _decimals(rows["score"].to_numpy()), ',"reason":', _json_strings(rows["reason"], MAX_REASON), "}", "")
 
 
-def to_lines(recs: pd.DataFrame) -> tuple[np.ndarray, pa.Array]:
+def to_lines(recs: pd.DataFrame | pa.Table) -> tuple[np.ndarray, pa.Array]:
     """(user ids sorted, each user's JSON line ``{"user_id", "items": [...]}``, items best
-    first), built column-wise: no per-user Python loop."""
-    recs = recs.sort_values(["user_id", "rank"], kind="stable")
-    users, starts = np.unique(recs["user_id"].to_numpy(dtype=object), return_index=True)
-    offsets = pa.array(np.append(starts, len(recs)).astype(np.int32))
-    items = pc.binary_join(pa.ListArray.from_arrays(offsets, _item_json(recs)), ",")
-    lines = pc.binary_join_element_wise('{"user_id":', _json_strings(pd.Series(users)), ',"items":[', items,
+    first), built column-wise in Arrow: no per-user Python loop."""
+    t = _table(recs)
+    t = t.take(pc.sort_indices(t, [("user_id", "ascending"), ("rank", "ascending")]))
+    codes = pc.dictionary_encode(t["user_id"].combine_chunks())  # sorted: codes rise with the rows
+    idx = codes.indices.to_numpy(zero_copy_only=False)
+    starts = np.flatnonzero(np.diff(idx, prepend=-1)) if len(idx) else np.empty(0, np.int64)
+    users = np.array(codes.dictionary.to_pylist(), dtype=object)
+    offsets = pa.array(np.append(starts, len(idx)).astype(np.int32))
+    items = pc.binary_join(pa.ListArray.from_arrays(offsets, _item_json(t)), ",")
+    lines = pc.binary_join_element_wise('{"user_id":', _json_strings(codes.dictionary), ',"items":[', items,
                                         "]}", "")
     return users, lines
 
 
-def fallback_json(rows: pd.DataFrame) -> str:
+def fallback_json(rows: pd.DataFrame | pa.Table) -> str:
     """The run's list for users it does not know: ``{"items": [...]}``."""
-    items = ",".join(_item_json(rows.sort_values("rank")).to_pylist())
+    t = _table(rows)
+    items = ",".join(_item_json(t.take(pc.sort_indices(t, [("rank", "ascending")]))).to_pylist())
     return '{"items":[' + items + "]}"
 
 
@@ -117,7 +137,7 @@ def write_shard(root: Root, run_id: str, shard: int, users: np.ndarray, lines: p
     starts = np.concatenate([[0], np.cumsum(lengths + 1)[:-1]]).astype(np.int64)
     body = ("\n".join(lines.to_pylist()) + "\n" if len(lines) else "").encode("utf-8")
     index_lines = pc.binary_join_element_wise(
-        "[", _json_strings(pd.Series(users)), ",", pc.cast(pa.array(starts), pa.string()), ",",
+        "[", _json_strings(pa.array(users, pa.string())), ",", pc.cast(pa.array(starts), pa.string()), ",",
         pc.cast(pa.array(lengths), pa.string()), "]", "")
     index = ("\n".join(index_lines.to_pylist()) + "\n" if len(users) else "").encode("utf-8")
     key, index_key = layout.shard_names(shard)
@@ -129,7 +149,7 @@ def write_shard(root: Root, run_id: str, shard: int, users: np.ndarray, lines: p
 
 def publish(cfg: RunConfig) -> dict:
     root = open_root(cfg.root)
-    recs = root.read_parquet(layout.staging(cfg.date))
+    recs = root.read_arrow(layout.staging(cfg.date))
     embeddings_meta = json.loads(root.read_text(layout.embeddings(cfg.date, "meta.json")))
     meta = model_meta(root, layout.model_dir(cfg.date))
     if meta["version"] != embeddings_meta["model_version"]:
@@ -144,12 +164,12 @@ def publish(cfg: RunConfig) -> dict:
     for s in range(num_shards):
         mine = np.flatnonzero(shard == s)
         shards.append(write_shard(root, run_id, s, users[mine], lines.take(pa.array(mine))))
-    fallback = fallback_json(root.read_parquet(layout.staging_fallback(cfg.date))).encode("utf-8")
+    fallback = fallback_json(root.read_arrow(layout.staging_fallback(cfg.date))).encode("utf-8")
     root.write_bytes(layout.recs_fallback(run_id), fallback)
     manifest = {
         "run_id": run_id, "run_date": cfg.date, "created_at": now.isoformat(),
         "model_version": embeddings_meta["model_version"], "top_n": cfg.top_n,
-        "users": len(users), "rows": len(recs), "format": FORMAT,
+        "users": len(users), "rows": recs.num_rows, "format": FORMAT,
         "num_shards": num_shards, "shard_key": "crc32(utf-8 user_id) % num_shards",
         "shards": shards, "model": layout.under_recs(layout.run_model(run_id)),
         "fallback": {"key": "fallback.json", "bytes": len(fallback), "sha256": hashlib.sha256(fallback).hexdigest()},

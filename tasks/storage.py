@@ -81,7 +81,8 @@ class Root(ABC):
         """All keys under ``prefix`` (recursive), sorted."""
 
     @abstractmethod
-    def delete_prefix(self, prefix: str) -> None: ...
+    def delete_prefix(self, prefix: str) -> None:
+        """Delete the object ``prefix`` or everything under the folder ``prefix``."""
 
     @abstractmethod
     def download_dir(self, prefix: str, dest: Path) -> Path:
@@ -311,7 +312,8 @@ class S3Root(Root):
         return self._list_keys(prefix)
 
     def delete_prefix(self, prefix: str) -> None:
-        keys = self._list_keys(prefix)
+        """The object named ``prefix`` (if any) and every object under ``prefix/``."""
+        keys = [prefix, *self._list_keys(prefix)]  # deleting an absent key is no error in S3
         for i in range(0, len(keys), 1000):
             self.client.delete_objects(
                 Bucket=self.bucket,
@@ -344,6 +346,7 @@ def s3_client():
     config = Config(
         s3={"addressing_style": "path" if custom else "auto"},
         retries={"max_attempts": 5, "mode": "standard"},
+        max_pool_connections=64,  # one client is shared by a read service's threads
     )
     return boto3.client("s3", config=config)
 

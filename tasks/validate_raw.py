@@ -50,12 +50,20 @@ def table_files(root: Root, table: str) -> list[str]:
 
 
 def event_partitions(root: Root, run_date: str) -> dict[str, list[str]]:
-    """Raw event files by partition day, for days before the run date."""
+    """Raw event files by partition day, for days before the run date. A file outside a
+    ``dt=YYYY-MM-DD`` folder with a real date fails the gate, named: its rows would
+    otherwise be skipped without a word."""
     days: dict[str, list[str]] = {}
+    misplaced = []
     for key in table_files(root, "events"):
         day = layout.event_partition_date(key)
-        if day and day < run_date:
+        if day is None:
+            misplaced.append(root.full(key))
+        elif day < run_date:
             days.setdefault(day, []).append(key)
+    if misplaced:
+        _fail_contract([f"events: {len(misplaced)} file(s) not in a dt=YYYY-MM-DD partition folder with a real "
+                        f"date (move or delete them): {', '.join(misplaced[:5])}"])
     return days
 
 
@@ -146,7 +154,7 @@ def _quarantine(root: Root, date: str, table: str, part: int, bad: list[pd.DataF
     bad = [b for b in bad if len(b)]
     if not bad:
         return
-    out = pd.concat(bad, ignore_index=True).drop(columns=["user_known"], errors="ignore").astype(str)
+    out = pd.concat(bad, ignore_index=True).drop(columns=["user_known", "ts_in_day"], errors="ignore").astype(str)
     root.write_parquet(layout.quarantine_file(date, table, part), out)
     log.warning("quarantined %d %s rows: %s", len(out), table, root.full(layout.quarantine(date, table)))
 
@@ -219,6 +227,8 @@ def _gate_tables(root: Root, cfg: RunConfig, rules: RawRules, days: dict[str, li
         if found:
             _fail_contract(found)
         events["user_known"] = events["user_id"].isin(known_users)
+        day_of = {f: pd.Timestamp(layout.event_partition_date(f), tz="UTC") for f in events["_file"].unique()}
+        events["ts_in_day"] = events["ts"].dt.floor("D") == events["_file"].map(day_of)  # late events: warned
         rep = g.validate(events, events_suite(cfg.date, rules), "events")
         good, bad_events = split_quarantine(events, rep)
         rep.quarantined += len(bad_rows)

@@ -14,7 +14,9 @@
 | identical duplicate rows               | warn, collapsed to one                                     |
 | unknown event_type                     | quarantine                                                 |
 | future timestamps                      | quarantine                                                 |
-| negative price                         | quarantine                                                 |
+| negative or infinite price             | quarantine                                                 |
+| partition folder not dt=<real date>    | fail: the files named (dt=garbage, dt=2026-13-45)          |
+| event ts outside its dt= day           | warn, kept (a late arrival), counted                       |
 | non-UTF-8 title                        | quarantine                                                 |
 | rating out of range                    | quarantine                                                 |
 | events for unknown items               | quarantine (feature job, events_unknown_item)              |
@@ -216,6 +218,31 @@ def test_negative_price(shop):
     result = ingest(shop, max_bad_fraction=0.05)
     assert_kept_good_rows(shop, result, bad=1, table="catalog")
     assert quarantine(shop, "catalog")["reason"].tolist() == ["expect_column_values_to_be_between(price)"]
+
+
+def test_infinite_price(shop):
+    rewrite(shop / CATALOG_FILE, set_rows("price", [4], float("inf")))
+    result = ingest(shop, max_bad_fraction=0.05)
+    assert_kept_good_rows(shop, result, bad=1, table="catalog")
+    assert quarantine(shop, "catalog")["reason"].tolist() == ["expect_column_values_to_be_between(price)"]
+
+
+@pytest.mark.parametrize("folder", ["dt=garbage", "dt=2026-13-45"])
+def test_partition_folder_that_is_not_a_date_fails(shop, folder):
+    bad = shop / "raw/events" / folder
+    bad.mkdir()
+    shutil.copy(shop / EVENTS_FILE, bad / "part-00000.parquet")
+    with pytest.raises(DataQualityError, match=rf"not in a dt=YYYY-MM-DD partition.*{folder}/part-00000.parquet"):
+        validate_raw(RunConfig(root=str(shop), date=SHOP_DATE))
+
+
+def test_events_outside_their_partition_day_warn_and_are_kept(shop):
+    rewrite(shop / EVENTS_FILE, set_rows("ts", [0, 1, 2], pd.Timestamp("2026-03-03 10:00", tz="UTC")))
+    result = ingest(shop)
+    assert_kept_good_rows(shop, result, bad=0)
+    summary = json.loads((shop / f"reports/{SHOP_DATE}/summary.json").read_text())
+    events = next(t for t in summary["raw"]["tables"] if t["table"] == "events")
+    assert events["warn"] == {"expect_column_values_to_be_in_set(ts_in_day)": 3}
 
 
 def test_non_utf8_title_quarantined_and_emoji_kept(shop):
