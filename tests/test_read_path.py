@@ -207,3 +207,42 @@ def export_rows(root: Root) -> list[dict]:
     out = io.StringIO()
     export(root, out)
     return [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+def test_serve_process_on_s3_keeps_credentials_out_of_its_logs(shop_copy, s3_env, tmp_path):
+    """``nightrecs -v serve`` as a real process on 127.0.0.1, stopped by its pid."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from tests.conftest import REPO, free_port, stop_process_group
+
+    root = open_root(f"s3://{s3_env['bucket']}/shop")
+    _upload(shop_copy, root)
+    port = free_port()
+    log_file = tmp_path / "serve.log"
+    with open(log_file, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "nightrecs.tasks.cli", "-v", "serve", "--root", root.uri,
+                                 "--port", str(port)], cwd=REPO, env={**os.environ}, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                    break
+                except httpx.HTTPError:
+                    assert proc.poll() is None and time.monotonic() < deadline, log_file.read_text()[-2000:]
+                    time.sleep(0.2)  # polling for readiness, not timing anything
+            assert health.status_code == 200
+            user = export_rows(open_root(shop_copy))[3]
+            got = httpx.get(f"http://127.0.0.1:{port}/v1/users/{user['user_id']}").json()
+            assert got["items"] == user["items"]
+        finally:
+            stop_process_group(proc)
+    text = log_file.read_text()
+    assert "GET /v1/users/" in text  # the access log
+    assert s3_env["AWS_ACCESS_KEY_ID"] not in text and s3_env["AWS_SECRET_ACCESS_KEY"] not in text
