@@ -61,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8080)
     s.add_argument("--refresh-seconds", type=float, default=30.0, help="check LATEST at most this often")
+    s.add_argument("--workers", type=int, default=1, help="server processes (one reader each)")
     return p
 
 
@@ -111,7 +112,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command == "serve":
         from nightrecs.tasks.serve import serve
 
-        serve(open_root(args.root), args.host, args.port, args.refresh_seconds)
+        serve(open_root(args.root), args.host, args.port, args.refresh_seconds, args.workers)
     elif args.recs_command == "get":
         from nightrecs.tasks.recs import Reader
 

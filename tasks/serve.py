@@ -7,6 +7,7 @@ indexes, never the lists. OpenAPI schema at ``/openapi.json``, docs at ``/docs``
 from __future__ import annotations
 
 import logging
+import os
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -57,9 +58,22 @@ def app(reader: Reader) -> FastAPI:
     return api
 
 
-def serve(root: Root, host: str = "127.0.0.1", port: int = 8080, refresh_seconds: float = 30.0) -> None:
+def create_app() -> FastAPI:
+    """The app for a uvicorn worker process: root and refresh from the environment."""
+    from nightrecs.tasks.storage import open_root
+
+    return app(Reader(open_root(os.environ["NIGHTRECS_SERVE_ROOT"]),
+                      float(os.environ.get("NIGHTRECS_SERVE_REFRESH", "30"))))
+
+
+def serve(root: Root, host: str = "127.0.0.1", port: int = 8080, refresh_seconds: float = 30.0,
+          workers: int = 1) -> None:
+    """Run the service; ``workers`` > 1 forks that many processes (one Reader each), since
+    one Python process tops out at a few hundred lookups/s."""
     import uvicorn
 
-    log.info("serving %s on http://%s:%d (LATEST checked every %.0f s)", root.full("recs"), host, port,
-             refresh_seconds)
-    uvicorn.run(app(Reader(root, refresh_seconds)), host=host, port=port, log_level="info")
+    log.info("serving %s on http://%s:%d with %d worker(s) (LATEST checked every %.0f s)", root.full("recs"),
+             host, port, workers, refresh_seconds)
+    os.environ.update(NIGHTRECS_SERVE_ROOT=root.uri, NIGHTRECS_SERVE_REFRESH=str(refresh_seconds))
+    uvicorn.run("nightrecs.tasks.serve:create_app", factory=True, host=host, port=port, workers=workers,
+                log_level="info")
