@@ -103,3 +103,16 @@ def test_spark_reads_and_writes_s3a(s3_env, tiny_model, shop):
         key = [c for c in ("user_id", "item_id", "other_id") if c in a.columns]
         pd.testing.assert_frame_equal(a.sort_values(key, ignore_index=True),
                                       b.sort_values(key, ignore_index=True), check_exact=False)
+
+
+def test_unreachable_object_storage_is_one_clear_line(tmp_path):
+    """After the client's bounded retries, an S3 outage ends in one line, not a traceback."""
+    from tests.conftest import free_port
+
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}", "AWS_ACCESS_KEY_ID": "k",
+           "AWS_SECRET_ACCESS_KEY": "s", "AWS_DEFAULT_REGION": "us-east-1"}
+    res = nightrecs("recs", "runs", "--root", "s3://down/shop", env=env)
+    assert res.returncode == 1
+    errors = [line for line in res.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1 and "object storage error" in errors[0] and "127.0.0.1" in errors[0], res.stderr
+    assert "Traceback" not in res.stderr
