@@ -15,17 +15,30 @@ unless `force_publish` is set; `reports/<date>/evaluation.html` shows the number
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 from airflow.sdk import Asset, Param, chain, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from nightrecs.tasks import layout
 from nightrecs.tasks.layout import RunConfig, param_schemas
-from nightrecs.tasks.pipeline import STEPS, DataQualityError, run_step
+from nightrecs.tasks.pipeline import STEPS, DataQualityError, record_failure, run_step
 
 # Downstream DAGs schedule on this (``schedule=[PUBLISHED]``); each event's extra names the
 # run: run_id, run_date, users, root, current (false for a backfill that left LATEST).
 PUBLISHED = Asset(name=layout.PUBLISHED_ASSET, uri=layout.published_uri(param_schemas()["root"]["default"]))
+# Steps that use a GPU when the worker has one: a Celery/Kubernetes deployment routes them
+# to GPU workers with a queue and a pool (e.g. NIGHTRECS_GPU_QUEUE=gpu, a one-slot pool "gpu").
+GPU_STEPS = ("train_model", "embed_catalog")
+GPU_QUEUE = os.environ.get("NIGHTRECS_GPU_QUEUE", "default")
+GPU_POOL = os.environ.get("NIGHTRECS_GPU_POOL", "default_pool")
+
+
+def report_failure(context) -> None:
+    """One line where an operator looks first: the task log and reports/<date>/failures.log."""
+    cfg = context["ti"].xcom_pull(task_ids="resolve_config")
+    if cfg:
+        record_failure(RunConfig(**cfg), context["ti"].task_id, context.get("exception") or "unknown error")
 
 
 @dag(
@@ -34,7 +47,8 @@ PUBLISHED = Asset(name=layout.PUBLISHED_ASSET, uri=layout.published_uri(param_sc
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 2, "retry_delay": dt.timedelta(minutes=5)},
+    default_args={"retries": 2, "retry_delay": dt.timedelta(minutes=5), "retry_exponential_backoff": True,
+                  "max_retry_delay": dt.timedelta(hours=1), "on_failure_callback": report_failure},
     tags=["nightrecs"],
     doc_md=__doc__,
     params={name: Param(**spec) for name, spec in param_schemas().items()},  # one per RunConfig field
@@ -51,7 +65,8 @@ def nightrecs_daily():
             raise AirflowFailException(str(e)) from e
 
     def step_task(name: str):
-        @task(task_id=name, outlets=[PUBLISHED] if name == "publish" else [])
+        gpu = {"queue": GPU_QUEUE, "pool": GPU_POOL} if name in GPU_STEPS else {}
+        @task(task_id=name, outlets=[PUBLISHED] if name == "publish" else [], **gpu)
         def run(cfg: dict, *, outlet_events=None) -> dict:
             try:
                 result = run_step(name, RunConfig(**cfg))

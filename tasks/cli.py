@@ -12,7 +12,7 @@ from dataclasses import fields
 from botocore.exceptions import BotoCoreError, ClientError
 
 from nightrecs.tasks.layout import RunConfig, add_flags
-from nightrecs.tasks.pipeline import DataQualityError
+from nightrecs.tasks.pipeline import DataQualityError, quiet_libraries
 from nightrecs.tasks.storage import open_root
 
 log = logging.getLogger("nightrecs")
@@ -69,9 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
-    for name in ("botocore", "boto3", "urllib3", "s3transfer"):  # their debug logs carry signed headers
-        logging.getLogger(name).setLevel(logging.INFO)
+    quiet_libraries()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     root = getattr(args, "root", None)

@@ -6,17 +6,20 @@ import torch, Spark or Great Expectations.
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 import logging
+import os
 import time
 from typing import Callable
 
 from nightrecs.expectations.errors import DataQualityError
+from nightrecs.tasks import layout
 from nightrecs.tasks.layout import RunConfig
 from nightrecs.tasks.runlock import run_lock
 from nightrecs.tasks.storage import open_root
 
-__all__ = ["STEPS", "DataQualityError", "get_step", "run_pipeline", "run_step"]
+__all__ = ["STEPS", "DataQualityError", "get_step", "quiet_libraries", "record_failure", "run_pipeline", "run_step"]
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +51,39 @@ def _run(name: str, cfg: RunConfig) -> dict:
     return result
 
 
+def record_failure(cfg: RunConfig, step: str, error: BaseException | str) -> str:
+    """One line saying what failed and why, with where the reports are: logged, and
+    appended to ``reports/<date>/failures.log`` (where an operator looks first)."""
+    why = " ".join(str(error).split())[:800] or type(error).__name__
+    root = open_root(cfg.root)
+    line = (f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ} step {step} of run date {cfg.date} failed: {why} "
+            f"(reports: {root.full(layout.reports(cfg.date))}/)")
+    log.error("%s", line)
+    key = layout.reports(cfg.date, "failures.log")
+    try:
+        before = root.read_text(key)
+    except FileNotFoundError:
+        before = ""
+    root.write_text(key, before + line + "\n")
+    return line
+
+
+def quiet_libraries() -> None:
+    """Keep a step's log to what matters: GX logs hundreds of registry lines on import, the
+    FAISS loader a ModuleNotFoundError for every missing CPU variant, and botocore's debug
+    lines carry signed request headers (credentials stay out of every log level)."""
+    for name in ("great_expectations", "faiss.loader", "py4j"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for name in ("botocore", "boto3", "urllib3", "s3transfer"):
+        if logging.getLogger(name).getEffectiveLevel() < logging.INFO:
+            logging.getLogger(name).setLevel(logging.INFO)
+
+
 def run_step(name: str, cfg: RunConfig) -> dict:
-    """One step (a DAG task), holding the root's run lock while it runs."""
+    """One step (a DAG task), holding the root's run lock while it runs. Progress bars
+    update at most once a minute: a task log is a file, not a terminal."""
+    quiet_libraries()
+    os.environ.setdefault("TQDM_MININTERVAL", "60")
     with run_lock(open_root(cfg.root), f"step {name} of {cfg.date}"):
         return _run(name, cfg)
 

@@ -49,6 +49,20 @@ def test_every_param_default_passes_its_own_schema(dag):
         assert param.schema.get("type"), name
 
 
+def test_gpu_steps_carry_the_configured_queue_and_pool(dag):
+    import os
+    import subprocess
+    import sys
+
+    assert dag.get_task("train_model").pool == "default_pool" and dag.get_task("build_features").queue == "default"
+    assert dag.default_args["retry_exponential_backoff"] and dag.default_args["on_failure_callback"]
+    code = ("from airflow.dag_processing.dagbag import DagBag; d = DagBag(dag_folder='dags').dags['nightrecs_daily']; "
+            "print([(t.task_id, t.queue, t.pool) for t in d.tasks if t.queue == 'gpu'])")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True,
+                         env={**os.environ, "NIGHTRECS_GPU_QUEUE": "gpu", "NIGHTRECS_GPU_POOL": "gpu"})
+    assert out.stdout.strip().splitlines()[-1] == str([("train_model", "gpu", "gpu"), ("embed_catalog", "gpu", "gpu")])
+
+
 def test_dag_file_does_not_import_heavy_modules():
     import subprocess
     import sys
@@ -101,6 +115,9 @@ def test_failed_gate_fails_the_run_without_retries(dag, shop):
     states = {ti.task_id: (ti.state, ti.try_number) for ti in run.get_task_instances()}
     assert states["validate_raw"] == ("failed", 1)
     assert not (shop / "recs").exists()
+    failures = (shop / f"reports/{SHOP_DATE}/failures.log").read_text().splitlines()
+    assert len(failures) == 1 and "step validate_raw of run date" in failures[0]
+    assert "users: 102 of 102 rows quarantined" in failures[0] and f"reports/{SHOP_DATE}/" in failures[0]
 
 
 def test_an_invalid_combination_fails_at_once(dag, shop):
