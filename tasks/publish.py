@@ -230,7 +230,7 @@ def switch_latest(root: Root, manifest: dict, promote: bool, attempts: int = 20)
             return False, (f"LATEST stays at {current['run_id']} (run date {current['run_date']}, later than "
                            f"{manifest['run_date']}): a backfill; set promote to point LATEST at it")
         body = json.dumps({**pointer, "published_at": dt.datetime.now(dt.UTC).isoformat()}).encode("utf-8")
-        if root.put_if(layout.RECS_LATEST, body, version):
+        if root.put_if(layout.RECS_LATEST, body, version) is not None:
             before = f" (was {current['run_id']})" if current else ""
             return True, f"LATEST -> {manifest['run_id']}{before}"
         log.info("LATEST changed while switching (another publisher): reading it again")

@@ -54,11 +54,10 @@ def run_lock(root: Root, holder: str, stale_seconds: float = STALE_SECONDS,
     def beat() -> None:
         nonlocal version
         while not stop.wait(beat_seconds):
-            data = body()
-            if not root.put_if(key, data, version):
+            version = root.put_if(key, body(), version)
+            if version is None:
                 log.error("the run lock %s was taken over by another run", root.full(key))
                 return
-            version = root.read_versioned(key)[1]
 
     thread = threading.Thread(target=beat, name="run-lock-heartbeat", daemon=True)
     thread.start()
@@ -78,8 +77,8 @@ def run_lock(root: Root, holder: str, stale_seconds: float = STALE_SECONDS,
 
 def _acquire(root: Root, key: str, body, stale_seconds: float) -> str:
     for _ in range(5):
-        if root.put_if(key, body(), None):
-            return root.read_versioned(key)[1]
+        if (created := root.put_if(key, body(), None)) is not None:
+            return created
         try:
             data, version = root.read_versioned(key)
         except FileNotFoundError:
@@ -91,8 +90,8 @@ def _acquire(root: Root, key: str, body, stale_seconds: float) -> str:
                            f"{held['host']}, since {held['since']}, last heartbeat {age:.0f} s ago); wait for it, "
                            f"or delete the lock if that process is gone (it goes stale after "
                            f"{stale_seconds:.0f} s without a heartbeat)")
-        if root.put_if(key, body(), version):
+        if (taken := root.put_if(key, body(), version)) is not None:
             log.warning("took over a stale run lock from %r (pid %s on %s, no heartbeat for %.0f s)",
                         held["holder"], held["pid"], held["host"], age)
-            return root.read_versioned(key)[1]
+            return taken
     raise RootBusy(f"{root.full(key)} kept changing while acquiring the run lock")

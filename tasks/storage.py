@@ -68,9 +68,10 @@ class Root(ABC):
         return None if now == version else (data, now)
 
     @abstractmethod
-    def put_if(self, key: str, data: bytes, version: str | None) -> bool:
+    def put_if(self, key: str, data: bytes, version: str | None) -> str | None:
         """Compare-and-swap: write only if the object is still at ``version`` (None: only if
-        it does not exist). False when another writer got there first: re-read, re-decide."""
+        it does not exist). Returns the new version, or None when another writer got there
+        first: re-read, re-decide."""
 
     @abstractmethod
     def move(self, key: str, dest: str) -> None:
@@ -158,7 +159,7 @@ class LocalRoot(Root):
         data = self.read_bytes(key)
         return data, hashlib.sha256(data).hexdigest()
 
-    def put_if(self, key: str, data: bytes, version: str | None) -> bool:
+    def put_if(self, key: str, data: bytes, version: str | None) -> str | None:
         """Under an exclusive lock on a sibling lock file, so two processes cannot both
         see the old version and both write; the write itself is an atomic rename."""
         target = self.local_path(key)
@@ -170,9 +171,9 @@ class LocalRoot(Root):
             except FileNotFoundError:
                 current = None
             if current != version:
-                return False
+                return None
             self.write_bytes(key, data)
-            return True
+            return hashlib.sha256(data).hexdigest()
 
     def move(self, key: str, dest: str) -> None:
         target = self.local_path(dest)
@@ -262,16 +263,15 @@ class S3Root(Root):
             raise
         return got["Body"].read(), got["ETag"]
 
-    def put_if(self, key: str, data: bytes, version: str | None) -> bool:
+    def put_if(self, key: str, data: bytes, version: str | None) -> str | None:
         """A conditional PUT: ``If-Match`` the ETag read before, ``If-None-Match: *`` when
         there was none; the server answers 412 when another writer got there first."""
         condition = {"IfMatch": version} if version is not None else {"IfNoneMatch": "*"}
         try:
-            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **condition)
-            return True
+            return self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **condition)["ETag"]
         except self.client.exceptions.ClientError as e:
             if e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (409, 412):
-                return False  # 409: a concurrent conditional write is in progress
+                return None  # 409: a concurrent conditional write is in progress
             raise
 
     def exists(self, key: str) -> bool:
