@@ -1,6 +1,10 @@
 # nightrecs: two commands for a fresh machine.
 #   make demo   install, generate a demo shop, run the whole DAG with `airflow dags test`
-#   make test   install, run the test suite (what CI runs)
+#   make test   install, run the test suite (what CI runs, with make stack-test)
+# and a production-like deployment on this machine (docker/stack.sh; README "Deploying"):
+#   make stack        PostgreSQL, Airflow (web UI on 127.0.0.1:$(STACK_PORT)), Spark, S3, demo data
+#   make stack-down   stop it (by the PIDs in .stack/pids)
+#   make stack-test   the deployment tests: their own stack on free ports, headless Chromium
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -23,7 +27,14 @@ export TRANSFORMERS_OFFLINE := 1
 S3A_JARS_DIR := $(VENV)/s3a-jars
 S3A_JARS := $(S3A_JARS_DIR)/hadoop-aws-3.3.1.jar,$(S3A_JARS_DIR)/aws-java-sdk-bundle-1.11.901.jar
 
-.PHONY: install demo test clean
+# The compose file's schema (tests/test_compose.py): the compose spec JSON schema inside
+# the docker-compose 1.x wheel, no Docker needed.
+COMPOSE_SCHEMA := $(VENV)/compose-schema/compose_spec.json
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+STACK_PORT ?= 8080
+export STACK_PORT
+
+.PHONY: install demo test clean stack stack-down stack-test system-packages
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +51,18 @@ $(S3A_JARS_DIR)/.done:
 	rm -rf $(S3A_JARS_DIR)/sdist
 	touch $@
 
+$(COMPOSE_SCHEMA):
+	mkdir -p $(@D)/wheel
+	$(BIN)/pip download -q --no-deps docker-compose==1.29.2 -d $(@D)/wheel
+	cd $(@D) && $(BIN)/python -c "import sys, zipfile; open('compose_spec.json', 'wb').write(zipfile.ZipFile(sys.argv[1]).read('compose/config/compose_spec.json'))" wheel/docker_compose-1.29.2-py2.py3-none-any.whl
+	rm -rf $(@D)/wheel
+
+# Debian packages the stack needs: PostgreSQL (metadata DB), Chromium + its driver (UI tests)
+system-packages:
+	@missing=$$(for p in postgresql chromium chromium-driver; do dpkg -s $$p > /dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "apt-get install" $$missing; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing > /dev/null; fi
+
 install: $(BIN)/.installed
 
 demo: install
@@ -53,8 +76,17 @@ demo: install
 	@echo "Sample list for user u000001:"
 	@$(BIN)/nightrecs recs get --root $(DEMO_ROOT) u000001
 
-test: install $(S3A_JARS_DIR)/.done
-	NIGHTRECS_TEST_S3A_JARS=$(S3A_JARS) $(BIN)/pytest
+test: install $(S3A_JARS_DIR)/.done $(COMPOSE_SCHEMA)
+	NIGHTRECS_TEST_S3A_JARS=$(S3A_JARS) NIGHTRECS_TEST_COMPOSE_SCHEMA=$(COMPOSE_SCHEMA) $(BIN)/pytest
+
+stack: install $(S3A_JARS_DIR)/.done system-packages
+	docker/stack.sh up
+
+stack-down:
+	docker/stack.sh down
+
+stack-test: install $(S3A_JARS_DIR)/.done system-packages
+	$(BIN)/pytest -m stack tests/test_stack.py
 
 clean:
-	rm -rf $(VENV) .airflow demo *.egg-info
+	rm -rf $(VENV) .airflow demo *.egg-info .stack test-artifacts

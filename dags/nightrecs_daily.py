@@ -20,6 +20,7 @@ import os
 from airflow.sdk import Asset, Param, chain, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
+from nightrecs.airflow_glue import retry_delay, use_aws_connection
 from nightrecs.tasks import layout
 from nightrecs.tasks.layout import RunConfig, param_schemas
 from nightrecs.tasks.pipeline import STEPS, DataQualityError, record_failure, run_step
@@ -38,6 +39,7 @@ def report_failure(context) -> None:
     """One line where an operator looks first: the task log and reports/<date>/failures.log."""
     cfg = context["ti"].xcom_pull(task_ids="resolve_config")
     if cfg:
+        use_aws_connection()
         record_failure(RunConfig(**cfg), context["ti"].task_id, context.get("exception") or "unknown error")
 
 
@@ -47,7 +49,7 @@ def report_failure(context) -> None:
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 2, "retry_delay": dt.timedelta(minutes=5), "retry_exponential_backoff": True,
+    default_args={"retries": 2, "retry_delay": retry_delay(), "retry_exponential_backoff": True,
                   "max_retry_delay": dt.timedelta(hours=1), "on_failure_callback": report_failure},
     tags=["nightrecs"],
     doc_md=__doc__,
@@ -68,6 +70,7 @@ def nightrecs_daily():
         gpu = {"queue": GPU_QUEUE, "pool": GPU_POOL} if name in GPU_STEPS else {}
         @task(task_id=name, outlets=[PUBLISHED] if name == "publish" else [], **gpu)
         def run(cfg: dict, *, outlet_events=None) -> dict:
+            use_aws_connection()
             try:
                 result = run_step(name, RunConfig(**cfg))
             except DataQualityError as e:  # bad data does not get better on retry

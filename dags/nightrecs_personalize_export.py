@@ -13,6 +13,7 @@ import datetime as dt
 
 from airflow.sdk import Asset, dag, task
 
+from nightrecs.airflow_glue import use_aws_connection
 from nightrecs.tasks import layout
 from nightrecs.tasks.layout import param_schemas
 
@@ -27,6 +28,7 @@ def nightrecs_personalize_export():
         from nightrecs.tasks.recs import export_run
         from nightrecs.tasks.storage import open_root
 
+        use_aws_connection()
         event = inlet_events[PUBLISHED][-1]
         return export_run(open_root(event.extra["root"]), "personalize")
 

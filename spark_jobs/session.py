@@ -37,17 +37,20 @@ def get_spark(app: str, master: str | None = None) -> SparkSession:
     """A session on ``master`` (default ``$NIGHTRECS_SPARK_MASTER`` or ``local[*]``).
 
     The driver binds to 127.0.0.1 and the UI is off unless ``NIGHTRECS_SPARK_UI=1``:
-    a nightly batch job should not open ports on the network.
+    a nightly batch job should not open ports on the network. Where executors run on other
+    hosts (a container network, a cluster) ``NIGHTRECS_SPARK_DRIVER_HOST`` is the address
+    they reach the driver at, and the driver binds every interface.
     """
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     master = master or os.environ.get("NIGHTRECS_SPARK_MASTER", "local[*]")
+    driver_host = os.environ.get("NIGHTRECS_SPARK_DRIVER_HOST", "127.0.0.1")
     builder = (
         SparkSession.builder.appName(app)
         .master(master)
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.driver.host", driver_host)
+        .config("spark.driver.bindAddress", "127.0.0.1" if driver_host == "127.0.0.1" else "0.0.0.0")
         .config("spark.ui.enabled", os.environ.get("NIGHTRECS_SPARK_UI", "0") == "1")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", os.environ.get("NIGHTRECS_SHUFFLE_PARTITIONS", "8"))

@@ -215,8 +215,9 @@ class RunConfig:
 
     root: str = setting(os.environ.get("NIGHTRECS_ROOT", "/var/lib/nightrecs"),
                         "Data root: a local folder or s3://bucket/prefix.")
-    date: str | None = setting(None, "Run date (YYYY-MM-DD); the lists use events with dt < date. "
-                               "DAG default: the run's logical date.", param="run_date")
+    date: str | None = setting(None, "Run date, YYYY-MM-DD; the lists use events with dt < date. "
+                               "Empty in the DAG: the run's logical date (today for a manual run).",
+                               param="run_date")
     top_n: int = setting(20, "Items per user list.", minimum=1, maximum=1000)
     # training (models/seqrec.py)
     train_mode: str = setting("light", "light: frozen text encoder, cached vectors (CPU); "
@@ -349,8 +350,8 @@ def param_schemas() -> dict[str, dict]:
             schema["minimum"] = m["minimum"]
         if m["maximum"] is not None:
             schema["maximum"] = m["maximum"]
-        if f.name == "date":
-            schema["format"] = "date"
+        if f.name == "date":  # a text field: the browser's date picker shows another format than this
+            schema["pattern"] = r"^\d{4}-\d{2}-\d{2}$"
         out[m["param"] or f.name] = {"default": default, "description": m["help"], **schema}
     return out
 

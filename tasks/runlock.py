@@ -3,7 +3,9 @@
 Two runs on one root (a CLI run next to the DAG, a second scheduler) would interleave
 their writes. The lock is created by compare-and-swap (:meth:`Root.put_if`), so exactly
 one holder wins, on a local folder and on S3 alike. A holder that dies stops beating; its
-lock goes stale after ``STALE_SECONDS`` and the next run takes it over, saying so.
+lock goes stale after ``STALE_SECONDS`` and the next run takes it over, saying so. A holder
+on this host whose process is gone (a task killed with SIGKILL, then retried by the
+scheduler) is taken over at once.
 """
 
 from __future__ import annotations
@@ -75,6 +77,16 @@ def run_lock(root: Root, holder: str, stale_seconds: float = STALE_SECONDS,
             log.info("released the run lock %s", root.full(key))
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 def _acquire(root: Root, key: str, body, stale_seconds: float) -> str:
     for _ in range(5):
         if (created := root.put_if(key, body(), None)) is not None:
@@ -85,13 +97,14 @@ def _acquire(root: Root, key: str, body, stale_seconds: float) -> str:
             continue  # released meanwhile: try again
         held = json.loads(data)
         age = (_now() - dt.datetime.fromisoformat(held["heartbeat"])).total_seconds()
-        if age <= stale_seconds:
+        dead = held["host"] == socket.gethostname() and not _alive(int(held["pid"]))
+        if age <= stale_seconds and not dead:
             raise RootBusy(f"{root.full(key)}: the root is in use by {held['holder']!r} (pid {held['pid']} on "
                            f"{held['host']}, since {held['since']}, last heartbeat {age:.0f} s ago); wait for it, "
                            f"or delete the lock if that process is gone (it goes stale after "
                            f"{stale_seconds:.0f} s without a heartbeat)")
         if (taken := root.put_if(key, body(), version)) is not None:
-            log.warning("took over a stale run lock from %r (pid %s on %s, no heartbeat for %.0f s)",
-                        held["holder"], held["pid"], held["host"], age)
+            log.warning("took over the run lock of %r (pid %s on %s, %s, last heartbeat %.0f s ago)",
+                        held["holder"], held["pid"], held["host"], "process gone" if dead else "stale", age)
             return taken
     raise RootBusy(f"{root.full(key)} kept changing while acquiring the run lock")

@@ -37,7 +37,24 @@ def test_a_stale_lock_is_taken_over(root, caplog):
                                                  "host": "gone", "since": old, "heartbeat": old}))
     with run_lock(root, "tonight", stale_seconds=600):
         assert json.loads(root.read_text(layout.RUN_LOCK))["holder"] == "tonight"
-    assert "took over a stale run lock from 'a run that died'" in caplog.text
+    assert "took over the run lock of 'a run that died' (pid 1 on gone, stale" in caplog.text
+
+
+def test_a_dead_holder_on_this_host_is_taken_over_at_once(root, caplog):
+    """A task killed with SIGKILL leaves a fresh heartbeat; its retry must not wait it out."""
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    now = dt.datetime.now(dt.UTC).isoformat()
+    root.write_text(layout.RUN_LOCK, json.dumps({"holder": "step train_model of 2026-03-10", "token": "x",
+                                                 "pid": int(dead.stdout), "host": socket.gethostname(),
+                                                 "since": now, "heartbeat": now}))
+    with run_lock(root, "step train_model of 2026-03-10 (retry)"):
+        assert json.loads(root.read_text(layout.RUN_LOCK))["holder"].endswith("(retry)")
+    assert "process gone" in caplog.text
 
 
 def test_heartbeat_keeps_a_long_step_alive(root):
