@@ -12,7 +12,8 @@
 #   stack.sh env           print the environment the services share (for `airflow` commands)
 #
 # Every server binds $STACK_BIND (127.0.0.1 here). Settings (environment, defaults):
-#   STACK_DIR=.stack  STACK_PORT=8080 (web UI)  STACK_PG_PORT=5433  STACK_S3_PORT=8333
+#   STACK_DIR=.stack  STACK_PORT=8080 (web UI)  STACK_PG_PORT=5433
+#   STACK_S3_PORT=8333 (and the 5 ports after it, and those + 10000, for SeaweedFS's inner servers)
 #   STACK_SPARK_PORT=7077  STACK_SPARK_UI_PORT=8081  STACK_SPARK_WORKER_UI_PORT=8082
 #   STACK_PARALLELISM=2  STACK_SPARK_CORES=2  STACK_SPARK_MEMORY=4g
 #   STACK_DEMO_ARGS="" (extra `nightrecs demo-data` flags; STACK_DEMO=0: no demo data)
@@ -122,8 +123,12 @@ run_service() {
         else exec "${cmd[@]}"; fi ;;
     s3)
         mkdir -p "$STACK_DIR/s3"
+        # its inner servers on the 5 ports after the S3 port (gRPC: each + 10000), not on
+        # weed's defaults, so this stack and another weed (a test's) can run side by side
         AWS_ACCESS_KEY_ID=$STACK_S3_KEY AWS_SECRET_ACCESS_KEY=$STACK_S3_SECRET exec "$BIN/weed" mini \
             -dir="$STACK_DIR/s3" -ip=127.0.0.1 -ip.bind="$BIND" -s3.port="$S3_PORT" \
+            -master.port=$((S3_PORT + 1)) -volume.port=$((S3_PORT + 2)) -filer.port=$((S3_PORT + 3)) \
+            -admin.port=$((S3_PORT + 4)) -webdav.port=$((S3_PORT + 5)) \
             -s3.port.iceberg=0 -s3.port.lance=0 -master.telemetry=false ;;
     spark-master)
         SPARK_LOCAL_IP=$BIND exec "$SPARK_HOME/bin/spark-class" org.apache.spark.deploy.master.Master \

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from tqdm import tqdm
 
 from nightrecs.models.baselines import CoOccurrence, top_n
 from nightrecs.models.data import DISLIKE, Sequences, holdout, interactions
+from nightrecs.models.progress import progress
 from nightrecs.models.ranking import Candidates, Ranker, labels, merge, top_k
 from nightrecs.models.retrieval import build_index, top_k_excluding
 from nightrecs.models.seqrec import Recommender
@@ -251,7 +251,7 @@ class Hybrid:
         index = build_index(self.items, len(users))
         history = interactions(past, self.n_items)
         out_ids, out_scores = [np.zeros((0, n), np.int64)], [np.zeros((0, n))]
-        for s in tqdm(range(0, len(users), batch), desc="rank", unit="batch"):
+        for s in progress(range(0, len(users), batch), desc="rank", unit="batch"):
             b = users[s:s + batch]
             cands = self._candidates(past, history, b, seen, at, index,
                                      None if vectors is None else vectors[s:s + batch])

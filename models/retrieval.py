@@ -8,7 +8,8 @@ from typing import Sequence
 
 import faiss
 import numpy as np
-from tqdm import tqdm
+
+from nightrecs.models.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def top_k_excluding(index: faiss.Index, queries: np.ndarray, k: int,
     n_excl = np.array([len(e) for e in exclude])
     # batch queries of similar exclusion depth together so one search serves the batch
     order = np.argsort(n_excl, kind="stable")
-    for s in tqdm(range(0, len(order), batch_size), desc="retrieve", unit="batch"):
+    for s in progress(range(0, len(order), batch_size), desc="retrieve", unit="batch"):
         rows = order[s:s + batch_size]
         depth = int(min(n_items, k + n_excl[rows].max()))
         if depth == 0:

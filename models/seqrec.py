@@ -35,11 +35,11 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
-from tqdm import tqdm
 
 from nightrecs.models.baselines import top_n
 from nightrecs.models.data import DISLIKE, TOKENS, Sequences
 from nightrecs.models.evaluation import per_user
+from nightrecs.models.progress import progress
 from nightrecs.models.text import pick_device
 
 log = logging.getLogger(__name__)
@@ -348,7 +348,7 @@ class Recommender:
             gen = torch.Generator().manual_seed(epoch_seed)
             order = np.random.default_rng(epoch_seed).permutation(len(windows))
             steps = math.ceil(len(order) / tc.batch_size)
-            bar = tqdm(range(steps), desc=f"epoch {self.state['epoch'] + 1} ({device.type})", unit="step", leave=False)
+            bar = progress(range(steps), desc=f"epoch {self.state['epoch'] + 1} ({device.type})", unit="step", leave=False)
             total = 0.0
             for step in bar:
                 b = make_batch(train, [windows[i] for i in order[step * tc.batch_size:(step + 1) * tc.batch_size]],

@@ -12,8 +12,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 from transformers import AutoModel, AutoTokenizer
+
+from nightrecs.models.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ def encode(tower: TextTower, texts: Sequence[str], max_tokens: int, batch_size: 
     tower.to(device).eval()
     order = np.argsort([len(t) for t in texts], kind="stable")
     out = np.zeros((len(texts), tower.encoder.config.hidden_size), dtype=np.float32)
-    for s in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch"):
+    for s in progress(range(0, len(texts), batch_size), desc=desc, unit="batch"):
         idx = order[s:s + batch_size]
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             out[idx] = tower([texts[i] for i in idx], max_tokens).float().cpu().numpy()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 
@@ -33,6 +34,9 @@ def s3a_settings() -> dict[str, str]:
     return settings
 
 
+LOG4J = Path(__file__).with_name("log4j2.properties")  # warnings on stdout, not Spark's stderr banner
+
+
 def get_spark(app: str, master: str | None = None) -> SparkSession:
     """A session on ``master`` (default ``$NIGHTRECS_SPARK_MASTER`` or ``local[*]``).
 
@@ -57,6 +61,7 @@ def get_spark(app: str, master: str | None = None) -> SparkSession:
         .config("spark.driver.memory", os.environ.get("NIGHTRECS_DRIVER_MEMORY", "4g"))
         .config("spark.sql.parquet.mergeSchema", "true")
         .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{LOG4J}")
     )
     jars = os.environ.get("NIGHTRECS_SPARK_JARS")
     if jars:

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
+
+from nightrecs.models.progress import progress
 
 from nightrecs.tasks import layout
 from nightrecs.tasks.storage import Root
@@ -233,7 +234,7 @@ def generate(root: Root, spec: ShopSpec) -> dict:
     root.write_parquet(layout.raw_file("users"), users)
     shop = _Shop(spec, catalog, rng)
     n_events = 0
-    for d in tqdm(range(spec.days), desc="demo events", unit="day"):
+    for d in progress(range(spec.days), desc="demo events", unit="day"):
         day = start + dt.timedelta(days=d)
         events = shop.day(day, n_events)
         if events.empty:

@@ -70,8 +70,10 @@ def record_failure(cfg: RunConfig, step: str, error: BaseException | str) -> str
 
 def quiet_libraries() -> None:
     """Keep a step's log to what matters: GX logs hundreds of registry lines on import, the
-    FAISS loader a ModuleNotFoundError for every missing CPU variant, and botocore's debug
+    FAISS loader a ModuleNotFoundError for every missing CPU variant, transformers a
+    progress bar per model load (on stderr, an error in a task log), and botocore's debug
     lines carry signed request headers (credentials stay out of every log level)."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # read when huggingface_hub is imported
     for name in ("great_expectations", "faiss.loader", "py4j"):
         logging.getLogger(name).setLevel(logging.WARNING)
     for name in ("botocore", "boto3", "urllib3", "s3transfer"):
@@ -80,10 +82,8 @@ def quiet_libraries() -> None:
 
 
 def run_step(name: str, cfg: RunConfig) -> dict:
-    """One step (a DAG task), holding the root's run lock while it runs. Progress bars
-    update at most once a minute: a task log is a file, not a terminal."""
+    """One step (a DAG task), holding the root's run lock while it runs."""
     quiet_libraries()
-    os.environ.setdefault("TQDM_MININTERVAL", "60")
     with run_lock(open_root(cfg.root), f"step {name} of {cfg.date}"):
         return _run(name, cfg)
 

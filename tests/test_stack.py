@@ -14,6 +14,7 @@ Screenshots and the task durations go to ``$NIGHTRECS_TEST_ARTIFACTS`` (default
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import json
@@ -93,8 +94,9 @@ def stack(tiny_model):
     that every recorded process is gone."""
     state = Path(tempfile.mkdtemp(prefix="nightrecs-stack-"))
     state.chmod(0o755)  # PostgreSQL runs as its own user (root may not run it) and must reach its folder
-    ports = {name: str(free_port()) for name in ("STACK_PORT", "STACK_PG_PORT", "STACK_S3_PORT", "STACK_SPARK_PORT",
+    ports = {name: str(free_port()) for name in ("STACK_PORT", "STACK_PG_PORT", "STACK_SPARK_PORT",
                                                   "STACK_SPARK_UI_PORT", "STACK_SPARK_WORKER_UI_PORT")}
+    ports["STACK_S3_PORT"] = str(free_block())
     env = {**os.environ, **ports, "STACK_DIR": str(state), "STACK_BUCKET": "nightrecs-stack",
            "NIGHTRECS_ROOT": "s3://nightrecs-stack/shop", "NIGHTRECS_BASE_MODEL": tiny_model,
            "STACK_DEMO_ARGS": f"--users 300 --items 120 --days 20 --end-date {TODAY}",
@@ -132,6 +134,22 @@ def stack(tiny_model):
     for pid in pids.values():
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)  # every service stopped by its own pid
+
+
+def free_block(first: int = 20000, last: int = 30000) -> int:
+    """A port p with p..p+5 and p+10000..p+10005 free (SeaweedFS's S3 port and its inner servers)."""
+    import socket
+
+    for p in range(first, last, 10):
+        try:
+            with contextlib.ExitStack() as stack:
+                for port in [*range(p, p + 6), *range(p + 10000, p + 10006)]:
+                    s = stack.enter_context(socket.socket())
+                    s.bind(("127.0.0.1", port))
+            return p
+        except OSError:
+            continue
+    raise RuntimeError("no free block of ports for SeaweedFS")
 
 
 def listening_addresses(pids: set[int]) -> set[str]:
