@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import logging
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +23,8 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from steps import run_step_process
 
 from nightrecs.tasks.demo_data import ShopSpec, generate
 from nightrecs.tasks.storage import open_root
@@ -35,41 +35,10 @@ EVENTS_PER_USER_DAY_AT_RATE_1 = 6.3  # measured on the demo shop's funnel
 log = logging.getLogger("feature_build")
 
 
-def tree_rss_bytes(pid: int) -> int:
-    """Resident memory of a process and all its descendants (the Spark JVM included)."""
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            with open(f"/proc/{p}/status") as f:
-                total += next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS"))
-            with open(f"/proc/{p}/task/{p}/children") as f:
-                todo += [int(c) for c in f.read().split()]
-        except (OSError, StopIteration):
-            continue
-    return total
-
-
-def run_step_process(step: str, root: Path) -> tuple[float, float]:
-    """Run one step in its own process; (wall seconds, peak GiB of its process tree,
-    sampled every 0.2 s)."""
-    code = ("import logging; logging.basicConfig(level=logging.WARNING)\n"
-            "from nightrecs.tasks.layout import RunConfig; from nightrecs.tasks.pipeline import run_step\n"
-            f"run_step({step!r}, RunConfig(root={str(root)!r}, date={END!r}, volume_severity='warn'))")
-    start, peak = time.perf_counter(), 0
-    proc = subprocess.Popen([sys.executable, "-c", code])
-    while proc.poll() is None:
-        peak = max(peak, tree_rss_bytes(proc.pid))
-        time.sleep(0.2)
-    if proc.returncode:
-        raise RuntimeError(f"{step} failed with exit status {proc.returncode}")
-    return time.perf_counter() - start, peak / 1024**3
-
-
 def timed(root: Path) -> dict[str, float]:
     """Seconds and peak GiB of the raw gate and of the feature build."""
-    gate_s, gate_gib = run_step_process("validate_raw", root)
-    build_s, build_gib = run_step_process("build_features", root)
+    gate_s, gate_gib = run_step_process("validate_raw", root, END, volume_severity="warn")
+    build_s, build_gib = run_step_process("build_features", root, END, volume_severity="warn")
     return {"gate_s": gate_s, "build_s": build_s, "gate_gib": gate_gib, "build_gib": build_gib}
 
 

@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 
 from nightrecs.models.progress import progress
-
 from nightrecs.tasks import layout
 from nightrecs.tasks.storage import Root
 

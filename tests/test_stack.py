@@ -330,6 +330,8 @@ def test_failed_gate_from_the_ui_with_default_params(stack, browser):
     assert {tasks[t]["state"] for t in tasks if t not in ("resolve_config", "validate_raw")} == {"upstream_failed"}
     log = stack.log(run["dag_run_id"], "validate_raw", 1)
     assert "event_type" in log and "max_bad_fraction" in log
+    errors = [line for line in log.splitlines() if '"level": "error"' in line]  # stderr noise would show here
+    assert len(log.splitlines()) < 60 and 1 <= len(errors) <= 3 and all("failed" in e for e in errors), errors
     assert root.read_text("recs/LATEST") == latest
     assert f"step validate_raw of run date {TODAY} failed" in root.read_text(f"reports/{TODAY}/failures.log")
     (ARTIFACTS / "failed-gate-validate_raw.log").write_text(log)
