@@ -54,7 +54,8 @@ $(S3A_JARS_DIR)/.done:
 $(COMPOSE_SCHEMA):
 	mkdir -p $(@D)/wheel
 	$(BIN)/pip download -q --no-deps docker-compose==1.29.2 -d $(@D)/wheel
-	cd $(@D) && $(BIN)/python -c "import sys, zipfile; open('compose_spec.json', 'wb').write(zipfile.ZipFile(sys.argv[1]).read('compose/config/compose_spec.json'))" wheel/docker_compose-1.29.2-py2.py3-none-any.whl
+	$(BIN)/python -c "import sys, zipfile; open(sys.argv[2], 'wb').write(zipfile.ZipFile(sys.argv[1]).read('compose/config/compose_spec.json'))" \
+		$(@D)/wheel/docker_compose-1.29.2-py2.py3-none-any.whl $@
 	rm -rf $(@D)/wheel
 
 # Debian packages the stack needs: PostgreSQL (metadata DB), Chromium + its driver (UI tests)
