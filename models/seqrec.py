@@ -73,6 +73,8 @@ class TrainConfig:
     patience: int = 3  # epochs without a better validation recall before stopping
     eval_k: int = 10
     seed: int = 13
+    max_seconds: float = 0.0  # a budget: stop after this much training time (0: none)
+    max_examples: int = 0  # a budget: stop after this many training targets, all epochs (0: none)
 
 
 def gap_bucket(seconds: torch.Tensor) -> torch.Tensor:
@@ -338,8 +340,8 @@ class Recommender:
             log.info("resumed from %s at epoch %d", checkpoint_dir, self.state["epoch"])
         windows = training_windows(train, self.cfg.max_len)
         history = []
-        start, seen = time.perf_counter(), 0
-        while self.state["epoch"] < tc.epochs and windows:
+        start, seen, budget_hit = time.perf_counter(), 0, None
+        while self.state["epoch"] < tc.epochs and windows and budget_hit is None:
             model.train()
             # every epoch seeds its own shuffling, sampling and dropout: a resumed run
             # repeats exactly what the crashed one would have done
@@ -363,6 +365,13 @@ class Recommender:
                 total += loss.item() * tc.grad_accum
                 seen += int((b.targets > 0).sum())
                 bar.set_postfix(loss=f"{total / (step + 1):.3f}", events_s=f"{seen / (time.perf_counter() - start):.0f}")
+                budget_hit = self._budget_hit(time.perf_counter() - start, seen)
+                if budget_hit:
+                    steps = step + 1  # the epoch ends here; it is validated like a whole one
+                    bar.close()
+                    log.warning("training budget hit: %s, in epoch %d after %d of its steps; keeping the best "
+                                "weights so far", budget_hit, self.state["epoch"] + 1, steps)
+                    break
             self.state["epoch"] += 1
             recall = self.recall(*valid) if valid is not None else float("nan")
             history.append({"epoch": self.state["epoch"], "loss": total / steps, "valid_recall": recall})
@@ -379,8 +388,18 @@ class Recommender:
                 break
         model.load_state_dict(self.best)
         return {"epochs": self.state["epoch"], "best_valid_recall": self.state["best_recall"],
-                "seconds": round(time.perf_counter() - start, 2), "device": device.type,
-                "bf16": amp is not None, "history": history}
+                "seconds": round(time.perf_counter() - start, 2), "examples": seen, "budget_hit": budget_hit,
+                "device": device.type, "bf16": amp is not None, "history": history}
+
+    def _budget_hit(self, seconds: float, examples: int) -> str | None:
+        """Which training budget is spent, if any (a night has a deadline; a big shop's epoch
+        can take longer than the night)."""
+        tc = self.tcfg
+        if tc.max_seconds and seconds >= tc.max_seconds:
+            return f"{seconds:.0f} s of training >= max_seconds {tc.max_seconds:.0f}"
+        if tc.max_examples and examples >= tc.max_examples:
+            return f"{examples:,} training targets >= max_examples {tc.max_examples:,}"
+        return None
 
     def recall(self, seqs: Sequences, truth: sp.csr_matrix, now: int) -> float:
         """Mean Recall@K over users with truth rows, seen items excluded."""

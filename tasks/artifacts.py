@@ -63,7 +63,8 @@ def recommender(cfg: RunConfig, catalog: pd.DataFrame, text: np.ndarray, model_c
     """A model over today's catalog rows; ``full`` mode brings the trainable text encoder."""
     model_cfg = model_cfg or ModelConfig(n_items=len(catalog), text_dim=text.shape[1])
     train_cfg = train_cfg or TrainConfig(mode=cfg.train_mode, epochs=cfg.train_epochs, batch_size=cfg.batch_size,
-                                         lr=cfg.learning_rate, seed=cfg.seed)
+                                         lr=cfg.learning_rate, seed=cfg.seed, max_seconds=60 * cfg.train_max_minutes,
+                                         max_examples=cfg.train_max_examples)
     encoder = None
     if train_cfg.mode == "full":
         encoder = TextEncoder(TextTower(cfg.base_model or default_base_model()), catalog["text"].tolist())

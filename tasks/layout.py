@@ -229,6 +229,10 @@ class RunConfig:
     full_retrain: bool = setting(False, "Train from scratch instead of warm-starting from the last model.")
     skip_training: bool = setting(False, "Reuse the newest earlier model instead of training (not with "
                                   "full_retrain).")
+    train_max_minutes: float = setting(30.0, "Training budget: stop after this many minutes, keeping the best "
+                                       "weights so far (0 = no limit); the log says when it was hit.", minimum=0)
+    train_max_examples: int = setting(0, "Training budget: stop after this many training targets over all "
+                                      "epochs (0 = no limit).", minimum=0)
     batch_size: int = setting(128, "Training batch size (sequences).", minimum=1)
     learning_rate: float = setting(1e-3, "Training learning rate of the towers.", minimum=0)
     base_model: str | None = setting(os.environ.get("NIGHTRECS_BASE_MODEL") or None,

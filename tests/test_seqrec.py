@@ -79,6 +79,17 @@ def test_learns_the_successor_and_stops_early():
     assert (top1 == np.array([a[-1] for a in seqs.items])).mean() >= 0.5  # chance: 1/60
 
 
+def test_an_examples_budget_stops_training_and_says_so(caplog):
+    seqs = successor_shop()
+    n_targets = sum(len(a) - 1 for a in seqs.items)  # one epoch's training targets
+    rec = Recommender(*small(epochs=10, max_examples=n_targets * 2 + 1), text())
+    stats = rec.fit(seqs)
+    assert stats["budget_hit"].endswith(f"max_examples {n_targets * 2 + 1:,}")
+    assert stats["epochs"] == 3 and n_targets * 2 < stats["examples"] < n_targets * 3  # stopped inside epoch 3
+    assert "training budget hit" in caplog.text
+    assert Recommender(*small(epochs=2), text()).fit(seqs)["budget_hit"] is None
+
+
 def test_time_split_truth_is_new_items_after_the_split():
     items = [np.array([0, 1, 2, 1]), np.array([3]), np.array([4, 5])]
     ts = [np.array([1, 2, 10, 11]), np.array([12]), np.array([1, 2])]
