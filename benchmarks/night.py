@@ -12,7 +12,8 @@ from the cache). Then, side by side on the same interactions (the gate-passed ev
 the first night's date), the top-N stage of the usual tools: `implicit` ALS `recommend` for
 every user with seen items filtered, and Spark ML ALS `recommendForAllUsers`, in users per
 second, against nightrecs' `retrieve` step (candidates, ranker, rules and reasons for every
-user, the whole step's wall time). A benchmark, not a test: it asserts nothing.
+user, the whole step's wall time). Training runs under a budget (``--train-minutes``,
+default 10). A benchmark, not a test: it asserts nothing.
 """
 
 from __future__ import annotations
@@ -54,10 +55,11 @@ def add_day(root: Path, day: str, new_day: str) -> int:
     return len(events)
 
 
-def night(root: Path, date: str) -> dict[str, tuple[float, float]]:
+def night(root: Path, date: str, train_minutes: float) -> dict[str, tuple[float, float]]:
     out = {}
     for step in STEPS:
-        out[step] = run_step_process(step, root, date, top_n=TOP_N, volume_severity="warn")
+        out[step] = run_step_process(step, root, date, top_n=TOP_N, volume_severity="warn",
+                                     train_max_minutes=train_minutes)
         log.info("%s %s: %.1f s, %.2f GiB", date, step, *out[step])
     return out
 
@@ -113,18 +115,19 @@ def spark_als(m: sp.csr_matrix, work: Path) -> dict:
             "topn_s": topn_s, "users": m.shape[0]}
 
 
-def one(users: int, items: int, events: int, work: Path) -> dict:
+def one(users: int, items: int, events: int, work: Path, train_minutes: float) -> dict:
     root = work / f"shop-{users}"
+    shutil.rmtree(root, ignore_errors=True)  # a first night means nothing cached
     rate = events / (users * DAYS * EVENTS_PER_USER_DAY_AT_RATE_1)
     t = time.perf_counter()
     made = generate(open_root(root), ShopSpec(users=users, items=items, days=DAYS, end_date=FIRST,
                                               sessions_per_user_day=rate))
     log.info("generated %d events in %.1f s", made["events"], time.perf_counter() - t)
-    first = night(root, FIRST)
+    first = night(root, FIRST, train_minutes)
     second_date = (dt.date.fromisoformat(FIRST) + dt.timedelta(days=1)).isoformat()
     last_day = (dt.date.fromisoformat(FIRST) - dt.timedelta(days=1)).isoformat()
     added = add_day(root, last_day, FIRST)
-    second = night(root, second_date)
+    second = night(root, second_date, train_minutes)
     m = interactions(root, FIRST)
     tools = [implicit_als(m), spark_als(m, work)]
     shutil.rmtree(root)
@@ -164,6 +167,8 @@ def main() -> None:
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--work", default=None, help="scratch folder (default: a temp dir)")
     p.add_argument("--full-only", action="store_true", help="skip the half-size shop")
+    p.add_argument("--train-minutes", type=float, default=10.0,
+                   help="the training budget (train_max_minutes) a 45-minute night affords")
     a = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     log.setLevel(logging.INFO)
@@ -171,7 +176,7 @@ def main() -> None:
     work = Path(a.work or tempfile.mkdtemp(prefix="nightrecs-night-"))
     sizes = [(users, items, events)] + ([] if a.full_only else [(users // 2, items // 2, events // 2)])
     for size in sizes:
-        report(one(*size, work))
+        report(one(*size, work, a.train_minutes))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ The tests run in order on one stack and one data root, as one night after anothe
 1. the scheduled run that unpausing creates completes, although one of its tasks is killed
    with SIGKILL mid-run (the scheduler retries it), and publishes once; the consumer DAG
    runs on the asset event;
-2. a manual trigger from the web UI in headless Chromium with top_n=10 publishes 10-item lists;
+2. the DAG's docs show in the web UI; a manual trigger from it in headless Chromium with
+   top_n=10 publishes 10-item lists;
 3. a trigger from the UI with every Param at its default, on broken raw data, fails at the
    raw gate without a retry, its log names the check, and LATEST is unchanged.
 Screenshots and the task durations go to ``$NIGHTRECS_TEST_ARTIFACTS`` (default
@@ -282,6 +283,16 @@ def submit_trigger(browser, stack, shot: str) -> dict:
         assert time.monotonic() < deadline, "pressing Trigger made no run"
         time.sleep(1)
     return new[0]
+
+
+def test_dag_docs_show_in_the_ui(stack, browser):
+    from selenium.webdriver.common.by import By
+
+    open_trigger_form(browser, stack)  # logs in
+    browser.get(f"{stack.url}/dags/{DAG}")
+    browser.find_element(By.CSS_SELECTOR, "button[aria-label='Dag Docs']").click()
+    assert browser.find_element(By.XPATH, "//*[contains(text(), 'gate the raw data')]").is_displayed()
+    browser.save_screenshot(str(ARTIFACTS / "dag-docs.png"))
 
 
 def test_trigger_from_the_web_ui_with_top_n_10(stack, browser):
