@@ -13,7 +13,6 @@ the full shop and again at half the events. A benchmark, not a test: it asserts 
 
 from __future__ import annotations
 
-import argparse
 import logging
 import shutil
 import tempfile
@@ -24,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from steps import run_step_process
+from steps import run_step_process, shop_parser
 
 from nightrecs.tasks.demo_data import ShopSpec, generate
 from nightrecs.tasks.storage import open_root
@@ -78,12 +77,7 @@ def one(users: int, items: int, events: int, work: Path) -> list[dict]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--users", type=int, default=1_000_000)
-    p.add_argument("--items", type=int, default=100_000)
-    p.add_argument("--events", type=int, default=20_000_000)
-    p.add_argument("--scale", type=float, default=1.0)
-    p.add_argument("--work", default=None, help="scratch folder (default: a temp dir)")
+    p = shop_parser(__doc__)
     p.add_argument("--full-only", action="store_true", help="skip the run at half the events")
     a = p.parse_args()
     logging.basicConfig(level=logging.WARNING)

@@ -18,7 +18,6 @@ default 10). A benchmark, not a test: it asserts nothing.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import logging
 import shutil
@@ -32,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 from feature_build import EVENTS_PER_USER_DAY_AT_RATE_1
-from steps import run_step_process
+from steps import run_step_process, shop_parser
 
 from nightrecs.tasks.demo_data import ShopSpec, generate
 from nightrecs.tasks.pipeline import STEPS
@@ -160,12 +159,7 @@ def report(r: dict) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--users", type=int, default=1_000_000)
-    p.add_argument("--items", type=int, default=100_000)
-    p.add_argument("--events", type=int, default=20_000_000)
-    p.add_argument("--scale", type=float, default=1.0)
-    p.add_argument("--work", default=None, help="scratch folder (default: a temp dir)")
+    p = shop_parser(__doc__)
     p.add_argument("--full-only", action="store_true", help="skip the half-size shop")
     p.add_argument("--train-minutes", type=float, default=10.0,
                    help="the training budget (train_max_minutes) a 45-minute night affords")

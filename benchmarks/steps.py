@@ -3,6 +3,7 @@ task does, and measure its wall time and the peak resident memory of its process
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 import time
@@ -38,3 +39,14 @@ def run_step_process(step: str, root: Path, date: str, **settings) -> tuple[floa
     if proc.returncode:
         raise RuntimeError(f"{step} failed with exit status {proc.returncode}")
     return time.perf_counter() - start, peak / 1024**3
+
+
+def shop_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The flags of a generated shop's size (the issue's target shop by default) and scratch space."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--users", type=int, default=1_000_000)
+    p.add_argument("--items", type=int, default=100_000)
+    p.add_argument("--events", type=int, default=20_000_000)
+    p.add_argument("--scale", type=float, default=1.0, help="multiplies users, items and events")
+    p.add_argument("--work", default=None, help="scratch folder (default: a temp dir)")
+    return p
