@@ -30,7 +30,7 @@ from nightrecs.tasks.pipeline import STEPS, DataQualityError, record_failure, ru
 PUBLISHED = Asset(name=layout.PUBLISHED_ASSET, uri=layout.published_uri(param_schemas()["root"]["default"]))
 # Steps that use a GPU when the worker has one: a Celery/Kubernetes deployment routes them
 # to GPU workers with a queue and a pool (e.g. NIGHTRECS_GPU_QUEUE=gpu, a one-slot pool "gpu").
-GPU_STEPS = ("train_model", "embed_catalog")
+GPU_STEPS = ("train_model", "embed_catalog", "retrieve")  # retrieve: FAISS on the GPU when the build has one
 GPU_QUEUE = os.environ.get("NIGHTRECS_GPU_QUEUE", "default")
 GPU_POOL = os.environ.get("NIGHTRECS_GPU_POOL", "default_pool")
 

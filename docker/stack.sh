@@ -169,7 +169,7 @@ init() {
         || die "airflow db migrate failed: $STACK_DIR/logs/db-migrate.log"
     [[ -s $AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE ]] \
         || printf '{"admin": "%s"}\n' "$(secret STACK_UI_PASSWORD)" > "$AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"
-    "$BIN/airflow" pools set gpu 1 "GPU steps (train_model, embed_catalog): one at a time per GPU" > /dev/null
+    "$BIN/airflow" pools set gpu 1 "GPU steps (train_model, embed_catalog, retrieve): one at a time per GPU" > /dev/null
     local -a aws=(env AWS_ACCESS_KEY_ID="$STACK_S3_KEY" AWS_SECRET_ACCESS_KEY="$STACK_S3_SECRET"
                   AWS_ENDPOINT_URL="http://$S3_HOST:$S3_PORT" AWS_DEFAULT_REGION=us-east-1)
     wait_for S3 120 "${aws[@]}" "$BIN/python" -c 'from nightrecs.tasks.storage import s3_client; s3_client().list_buckets()'

@@ -60,7 +60,8 @@ def test_gpu_steps_carry_the_configured_queue_and_pool(dag):
             "print([(t.task_id, t.queue, t.pool) for t in d.tasks if t.queue == 'gpu'])")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True,
                          env={**os.environ, "NIGHTRECS_GPU_QUEUE": "gpu", "NIGHTRECS_GPU_POOL": "gpu"})
-    assert out.stdout.strip().splitlines()[-1] == str([("train_model", "gpu", "gpu"), ("embed_catalog", "gpu", "gpu")])
+    assert out.stdout.strip().splitlines()[-1] == str([("train_model", "gpu", "gpu"), ("embed_catalog", "gpu", "gpu"),
+                                                                 ("retrieve", "gpu", "gpu")])
 
 
 def test_dag_file_does_not_import_heavy_modules():
