@@ -243,15 +243,18 @@ class Hybrid:
 
     def recommend(self, past: Sequences, users: np.ndarray, seen: sp.csr_matrix, at: int, n: int,
                   allowed: np.ndarray | None = None, vectors: np.ndarray | None = None,
-                  batch: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+                  batch: int = 2048, index=None, history: sp.csr_matrix | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top ``n`` per user (rows of ``seen`` excluded; only ``allowed`` items, say in
         stock, when given), padded with -1; users in batches, so memory stays bounded.
-        ``vectors``: the users' vectors at ``at`` (one row per user), if already made."""
+        ``vectors``: the users' vectors at ``at`` (one row per user), if already made;
+        ``index`` (over the item vectors) and ``history`` (``interactions(past)``), when a
+        caller asking batch after batch made them once."""
         users = np.asarray(users)
-        index = build_index(self.items, len(users))
-        history = interactions(past, self.n_items)
+        index = build_index(self.items, len(users)) if index is None else index
+        history = interactions(past, self.n_items) if history is None else history
         out_ids, out_scores = [np.zeros((0, n), np.int64)], [np.zeros((0, n))]
-        for s in progress(range(0, len(users), batch), desc="rank", unit="batch"):
+        batches = range(0, len(users), batch)
+        for s in progress(batches, desc="rank", unit="batch") if len(batches) > 1 else batches:
             b = users[s:s + batch]
             cands = self._candidates(past, history, b, seen, at, index,
                                      None if vectors is None else vectors[s:s + batch])

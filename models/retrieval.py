@@ -56,6 +56,21 @@ def hnsw_index(vectors: np.ndarray) -> faiss.Index:
     return index
 
 
+def index_to_bytes(index: faiss.Index) -> np.ndarray:
+    """The index as bytes (from the GPU first), to ship it to other processes."""
+    if hasattr(faiss, "GpuIndex") and isinstance(index, faiss.GpuIndex):
+        index = faiss.index_gpu_to_cpu(index)
+    return faiss.serialize_index(index)
+
+
+def index_from_bytes(data: np.ndarray) -> faiss.Index:
+    """``index_to_bytes``' inverse; a flat index goes to the GPU when there is one."""
+    index = faiss.deserialize_index(data)
+    if isinstance(index, faiss.IndexFlat) and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
+        return faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+    return index
+
+
 def top_k_excluding(index: faiss.Index, queries: np.ndarray, k: int,
                     exclude: Sequence[set[int]], batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` item ids and scores per query, skipping each query's excluded ids.
@@ -70,7 +85,8 @@ def top_k_excluding(index: faiss.Index, queries: np.ndarray, k: int,
     n_excl = np.array([len(e) for e in exclude])
     # batch queries of similar exclusion depth together so one search serves the batch
     order = np.argsort(n_excl, kind="stable")
-    for s in progress(range(0, len(order), batch_size), desc="retrieve", unit="batch"):
+    batches = range(0, len(order), batch_size)
+    for s in progress(batches, desc="retrieve", unit="batch") if len(batches) > 1 else batches:
         rows = order[s:s + batch_size]
         depth = int(min(n_items, k + n_excl[rows].max()))
         if depth == 0:

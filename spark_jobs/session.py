@@ -34,6 +34,8 @@ def s3a_settings() -> dict[str, str]:
     return settings
 
 
+AWS_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL",
+                 "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "AWS_REGION")
 LOG4J = Path(__file__).with_name("log4j2.properties")  # warnings on stdout, not Spark's stderr banner
 
 
@@ -63,6 +65,9 @@ def get_spark(app: str, master: str | None = None) -> SparkSession:
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{LOG4J}")
     )
+    for name in AWS_VARIABLES:  # Python work on the executors (boto3) reaches S3 as the driver does
+        if os.environ.get(name):
+            builder = builder.config(f"spark.executorEnv.{name}", os.environ[name])
     jars = os.environ.get("NIGHTRECS_SPARK_JARS")
     if jars:
         builder = builder.config("spark.jars", jars)

@@ -113,7 +113,18 @@ def embeddings(date: str, name: str = "") -> str:
 
 
 def staging(date: str) -> str:
-    return f"staging/{date}/recs.parquet"
+    """The staged lists: one Parquet part per chunk of users (``staging_part``)."""
+    return f"staging/{date}/recs"
+
+
+def staging_part(date: str, chunk: int) -> str:
+    return f"{staging(date)}/part-{chunk:06d}.parquet"
+
+
+def staging_lists_state(date: str) -> str:
+    """What every list of the night shares (``tasks/lists.py``'s ``ListMaker``, pickled),
+    for Spark executors to load once each."""
+    return f"staging/{date}/list_maker.pkl"
 
 
 def staging_fallback(date: str) -> str:

@@ -3,13 +3,16 @@ and the lists evaluate scores: candidates and the learned ranker (``models/hybri
 popularity fallbacks by segment, business rules (``models/rules.py``) and a reason per item.
 
 ``make_lists(inputs.at(t), ...)`` is what a run dated ``t`` would publish, so the holdout
-evaluation scores exactly the code path that serves the site.
+evaluation scores exactly the code path that serves the site. It is ``list_maker`` (what
+every list shares: the fitted ranker, fallbacks, exclusions) and then ``ListMaker.lists``
+per chunk of users; retrieve runs those chunks as Spark tasks when a Spark master is set.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import os
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -18,7 +21,8 @@ import scipy.sparse as sp
 
 from nightrecs.models.data import DISLIKE, Sequences, interactions
 from nightrecs.models.hybrid import Hybrid
-from nightrecs.models.retrieval import build_index, top_k_excluding
+from nightrecs.models.progress import progress
+from nightrecs.models.retrieval import build_index, index_from_bytes, index_to_bytes, top_k_excluding
 from nightrecs.models.rules import Rules, pick
 from nightrecs.models.seqrec import Recommender
 from nightrecs.tasks import layout
@@ -69,62 +73,158 @@ class Fallback:
         self.score_of = dict(zip(self.items, self.scores.tolist()))
 
 
-def make_lists(inp: ListInputs, model: Recommender, cfg: RunConfig, at: int, model_until: int | None,
-               users: list[str] | None = None, vectors: dict[str, np.ndarray] | None = None,
-               with_reasons: bool = True, anonymous: str | None = None) -> pd.DataFrame:
-    """Top-``cfg.top_n`` lists at unix time ``at`` (long format, ``COLUMNS``) for ``users``
-    (default: everyone in the users table or with a history). ``model_until``: what the
-    model trained until, so the ranker never learns from its scores on windows it trained
-    on. ``vectors``: the users' model vectors at ``at``, when the embed step made them.
-    ``anonymous``: also list, under this id, a user with nothing known (no history, no
-    segment): what the site shows a user the run does not know."""
+
+
+def chunk_users() -> int:
+    """Users whose lists are made together (a Spark task's share): ``NIGHTRECS_LIST_CHUNK_USERS``."""
+    return int(os.environ.get("NIGHTRECS_LIST_CHUNK_USERS", 2048))
+
+
+@dataclass
+class Exclusions:
+    """What a user's list never shows: every item in their history (a list is for finding
+    what they have not touched; histories keep each item's last touch, so no holdout can
+    tell whether showing it again pays) and what they bought or rated per the
+    ``exclusions`` table (which keeps bots' purchases too)."""
+
+    seen: sp.csr_matrix  # the hybrid's ``seen``: sequence rows x catalog rows
+    table_only: dict[str, set[int]]  # users without a history (a bot, say): the table's candidates
+    row_of_user: dict[str, int]
+    cand_of: np.ndarray
+
+    def of(self, users: list[str]) -> dict[str, set[int]]:
+        """Per user, the candidate indices their list must not show."""
+        out = {}
+        for u in users:
+            if u in self.row_of_user:
+                rows = self.seen[self.row_of_user[u]].indices
+                out[u] = set(self.cand_of[rows[self.cand_of[rows] >= 0]].tolist())
+            elif u in self.table_only:
+                out[u] = self.table_only[u]
+        return out
+
+
+def exclusions(inp: ListInputs, cand_of: np.ndarray) -> Exclusions:
+    row_of_item = pd.Index(inp.catalog["item_id"])
+    excl = inp.exclusions
+    item = row_of_item.get_indexer(excl["item_id"])
+    user = pd.Index(inp.user_ids).get_indexer(excl["user_id"])
+    known = (item >= 0) & (user >= 0)
+    history = interactions(inp.seqs, len(row_of_item), positive=False)
+    seen = sp.csr_matrix((np.ones(int(known.sum())), (user[known], item[known])), shape=history.shape) + history
+    table_only: dict[str, set[int]] = {}
+    for u, i in zip(excl["user_id"].to_numpy()[(item >= 0) & (user < 0)], item[(item >= 0) & (user < 0)]):
+        if cand_of[i] >= 0:
+            table_only.setdefault(u, set()).add(int(cand_of[i]))
+    return Exclusions(seen.tocsr(), table_only, {u: i for i, u in enumerate(inp.user_ids)}, cand_of)
+
+
+@dataclass
+class ListMaker:
+    """What every list of a night shares, made once by ``list_maker`` (the fitted ranker,
+    the fallbacks, the exclusions, the item index); ``lists(users)`` then makes any users'
+    lists independently of every other user's, so chunks of users give the same rows in
+    this process or as Spark tasks (it pickles, the FAISS index included)."""
+
+    cfg: RunConfig
+    at: int
+    catalog: pd.DataFrame
+    seqs: Sequences
+    model: Recommender
+    hybrid: Hybrid
+    history: sp.csr_matrix  # the hybrid's ``history``: what each sequence row touched
+    cand: np.ndarray  # catalog rows a list may show
+    excl: Exclusions
+    new: np.ndarray  # candidate indices of new items
+    fallbacks: list[Fallback]
+    fallback_of: dict[str, int]
+    category: np.ndarray  # per candidate, -1 = no category
+    rules: Rules
+    vectors: dict[str, np.ndarray] | None
+    index: object  # faiss index over the model's item vectors
+    everyone: list[str]  # the night's users, in list order
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "index": index_to_bytes(self.index)}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update({**state, "index": index_from_bytes(state["index"])})
+
+    def chunks(self, size: int) -> list[list[str]]:
+        """The night's users in chunks of ``size`` (one empty chunk when there is nobody)."""
+        return [self.everyone[s:s + size] for s in range(0, len(self.everyone), size)] or [[]]
+
+    def lists(self, users: list[str], with_reasons: bool = True) -> tuple[pd.DataFrame, int]:
+        """``users``' lists (long format, ``COLUMNS``) and how many had the category cap relaxed."""
+        cfg, row_of_user, cand_of = self.cfg, self.excl.row_of_user, self.excl.cand_of
+        exclude = self.excl.of(users)
+        warm = [u for u in users if u in row_of_user and len(self.seqs.items[row_of_user[u]])]
+        rows = np.array([row_of_user[u] for u in warm], dtype=np.int64)
+        user_vecs = (np.stack([self.vectors[u] for u in warm]) if self.vectors is not None and warm
+                     else self.model.user_vectors(self.seqs, rows.tolist(), self.at))
+        depth = cfg.top_n * (5 if cfg.max_per_category else 1)  # room for what the cap skips
+        ids, scores = self.hybrid.recommend(self.seqs, rows, self.excl.seen, self.at, depth, allowed=cand_of >= 0,
+                                            vectors=user_vecs, index=self.index, history=self.history)
+        retrieved = {u: (cand_of[r[r >= 0]], s[r >= 0].astype(np.float32)) for u, r, s in zip(warm, ids, scores)}
+        new, new_for = self.new, {}
+        if self.rules.new_item_quota and len(new) and warm:
+            pos = {c: k for k, c in enumerate(new)}
+            n_ids, _ = top_k_excluding(build_index(self.hybrid.items[self.cand[new]]), user_vecs,
+                                       self.rules.new_item_quota,
+                                       [{pos[c] for c in exclude.get(u, ()) if c in pos} for u in warm])
+            new_for = {u: new[r[r >= 0]] for u, r in zip(warm, n_ids)}
+        global_order = self.fallbacks[0].order
+        picked, relaxed = assemble_lists(users, retrieved, new_for, exclude, self.fallbacks, self.fallback_of,
+                                         global_order[np.isin(global_order, new)], self.category, self.rules)
+        recs = pd.DataFrame(picked, columns=["user_id", "rank", "cand", "score", "source", "segment"])
+        cands = recs.pop("cand").to_numpy(dtype=np.int64)
+        catalog = self.catalog
+        recs.insert(2, "item_id", catalog["item_id"].to_numpy()[self.cand[cands]])
+        recs["rank"] = recs["rank"].astype("int32")
+        recs["score"] = recs["score"].astype("float32")
+        recs["reason"] = (reasons(recs, self.cand[cands], catalog, self.seqs, row_of_user, self.hybrid.items,
+                                  cfg.history_len) if with_reasons else "")
+        return recs[COLUMNS], relaxed
+
+
+def list_maker(inp: ListInputs, model: Recommender, cfg: RunConfig, at: int, model_until: int | None,
+               users: list[str] | None = None, vectors: dict[str, np.ndarray] | None = None) -> ListMaker:
+    """Everything the lists at unix time ``at`` share, for ``users`` (default: everyone in
+    the users table or with a history). ``model_until``: what the model trained until, so
+    the ranker never learns from its scores on windows it trained on. ``vectors``: the
+    users' model vectors at ``at``, when the embed step made them."""
     catalog = inp.catalog
-    n_items = len(catalog)
     cand, cand_of = candidates(catalog)
-    hybrid = Hybrid(model, n_items, window_days=cfg.ranker_window_days, fit_windows=cfg.ranker_windows,
+    hybrid = Hybrid(model, len(catalog), window_days=cfg.ranker_window_days, fit_windows=cfg.ranker_windows,
                     attributes=item_attributes(catalog), model_until=model_until, seed=cfg.seed).fit(inp.seqs, at)
-    row_of_user = {u: i for i, u in enumerate(inp.user_ids)}
+    excl = exclusions(inp, cand_of)
     everyone = sorted(set(inp.users["user_id"]) | set(inp.user_ids)) if users is None else list(users)
-    if anonymous is not None:
-        if anonymous in row_of_user or anonymous in set(everyone):
-            raise ValueError(f"the anonymous list's id {anonymous!r} is a known user")
-        everyone = [*everyone, anonymous]
-    rules = Rules(cfg.top_n, cfg.max_per_category, cfg.new_item_quota)
-
-    exclude, seen = exclusions(inp, everyone, cand_of, row_of_user)
-    warm = [u for u in everyone if u in row_of_user and len(inp.seqs.items[row_of_user[u]])]
-    rows = np.array([row_of_user[u] for u in warm], dtype=np.int64)
-    user_vecs = (np.stack([vectors[u] for u in warm]) if vectors is not None and warm
-                 else model.user_vectors(inp.seqs, rows.tolist(), at))
-    depth = cfg.top_n * (5 if cfg.max_per_category else 1)  # room for what the cap skips
-    ids, scores = hybrid.recommend(inp.seqs, rows, seen, at, depth, allowed=cand_of >= 0, vectors=user_vecs)
-    retrieved = {u: (cand_of[r[r >= 0]], s[r >= 0].astype(np.float32)) for u, r, s in zip(warm, ids, scores)}
-
     first = hybrid.first_touch[cand]
     new = np.flatnonzero(~np.isfinite(first) | (first >= at - cfg.new_item_days * DAY))
-    new_for: dict[str, np.ndarray] = {}
-    if rules.new_item_quota and len(new) and warm:
-        pos = {c: k for k, c in enumerate(new)}
-        n_ids, _ = top_k_excluding(build_index(hybrid.items[cand[new]]), user_vecs, rules.new_item_quota,
-                                   [{pos[c] for c in exclude.get(u, ()) if c in pos} for u in warm])
-        new_for = {u: new[r[r >= 0]] for u, r in zip(warm, n_ids)}
+    fallbacks, fallback_of = segment_fallbacks(hybrid, inp, cfg.segment_columns, cand_of, excl.row_of_user)
+    n_warm = sum(1 for u in everyone if u in excl.row_of_user and len(inp.seqs.items[excl.row_of_user[u]]))
+    return ListMaker(cfg, at, catalog, inp.seqs, model, hybrid, interactions(inp.seqs, len(catalog)), cand, excl,
+                     new, fallbacks, fallback_of, pd.factorize(catalog["category"].to_numpy()[cand])[0],
+                     Rules(cfg.top_n, cfg.max_per_category, cfg.new_item_quota), vectors,
+                     build_index(hybrid.items, n_warm), everyone)
 
-    fallbacks, fallback_of = segment_fallbacks(hybrid, inp, cfg.segment_columns, cand_of, row_of_user)
-    category = pd.factorize(catalog["category"].to_numpy()[cand])[0]  # -1 = no category
-    global_order = fallbacks[0].order
-    picked, relaxed = assemble_lists(everyone, retrieved, new_for, exclude, fallbacks, fallback_of,
-                                     global_order[np.isin(global_order, new)], category, rules)
-    recs = pd.DataFrame(picked, columns=["user_id", "rank", "cand", "score", "source", "segment"])
-    cands = recs.pop("cand").to_numpy(dtype=np.int64)
-    recs.insert(2, "item_id", catalog["item_id"].to_numpy()[cand[cands]])
-    recs["rank"] = recs["rank"].astype("int32")
-    recs["score"] = recs["score"].astype("float32")
-    recs["reason"] = (reasons(recs, cand[cands], catalog, inp, row_of_user, hybrid.items, cfg.history_len)
-                      if with_reasons else "")
-    log.info("lists at %s for %d users (%d with a history), %d rows by source %s; category cap relaxed in %d",
-             pd.Timestamp(at, unit="s").date(), len(everyone), len(warm), len(recs),
+
+def make_lists(inp: ListInputs, model: Recommender, cfg: RunConfig, at: int, model_until: int | None,
+               users: list[str] | None = None, vectors: dict[str, np.ndarray] | None = None,
+               with_reasons: bool = True) -> pd.DataFrame:
+    """Top-``cfg.top_n`` lists at unix time ``at`` (long format, ``COLUMNS``), in this
+    process, chunk by chunk (arguments as for ``list_maker``)."""
+    maker = list_maker(inp, model, cfg, at, model_until, users, vectors)
+    parts, relaxed = [], 0
+    for chunk in progress(maker.chunks(chunk_users()), desc="lists", unit="chunk"):
+        recs, n = maker.lists(chunk, with_reasons)
+        parts.append(recs)
+        relaxed += n
+    recs = pd.concat(parts, ignore_index=True)
+    log.info("lists at %s for %d users, %d rows by source %s; category cap relaxed in %d",
+             pd.Timestamp(at, unit="s").date(), len(maker.everyone), len(recs),
              recs["source"].value_counts().to_dict(), relaxed)
-    return recs[COLUMNS]
+    return recs
 
 
 def candidates(catalog: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -133,31 +233,6 @@ def candidates(catalog: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     cand_of = np.full(len(catalog), -1)
     cand_of[cand] = np.arange(len(cand))
     return cand, cand_of
-
-
-def exclusions(inp: ListInputs, users: list[str], cand_of: np.ndarray,
-               row_of_user: dict[str, int]) -> tuple[dict[str, set[int]], sp.csr_matrix]:
-    """What a user's list never shows: every item in their history (a list is for finding
-    what they have not touched; histories keep each item's last touch, so no holdout can
-    tell whether showing it again pays) and what they bought or rated per the
-    ``exclusions`` table (which keeps bots' purchases too). Per list user as candidate
-    indices, and as the hybrid's ``seen`` matrix (sequence rows x catalog rows)."""
-    row_of_item = pd.Index(inp.catalog["item_id"])
-    excl = inp.exclusions
-    item = row_of_item.get_indexer(excl["item_id"])
-    user = pd.Index(inp.user_ids).get_indexer(excl["user_id"])
-    known = (item >= 0) & (user >= 0)
-    history = interactions(inp.seqs, len(row_of_item), positive=False)
-    seen = sp.csr_matrix((np.ones(int(known.sum())), (user[known], item[known])), shape=history.shape) + history
-    exclude: dict[str, set[int]] = {}
-    for u in users:
-        if u in row_of_user:
-            rows = seen[row_of_user[u]].indices
-            exclude[u] = set(cand_of[rows[cand_of[rows] >= 0]].tolist())
-    for u, i in zip(excl["user_id"].to_numpy()[(item >= 0) & (user < 0)], item[(item >= 0) & (user < 0)]):
-        if cand_of[i] >= 0:  # no history (a bot, say): the table alone
-            exclude.setdefault(u, set()).add(int(cand_of[i]))
-    return exclude, seen.tocsr()
 
 
 def segment_fallbacks(hybrid: Hybrid, inp: ListInputs, columns: tuple[str, ...], cand_of: np.ndarray,
@@ -233,7 +308,7 @@ def reason(source: str, category: str | None, detail: str | None) -> str:
     return f"popular{where}" if where else "popular now"
 
 
-def reasons(recs: pd.DataFrame, rows: np.ndarray, catalog: pd.DataFrame, inp: ListInputs,
+def reasons(recs: pd.DataFrame, rows: np.ndarray, catalog: pd.DataFrame, seqs: Sequences,
             row_of_user: dict[str, int], item_vecs: np.ndarray, history_len: int) -> list[str]:
     """A reason per list row (``rows``: its catalog rows): a ranked item names the most
     similar (by the item vectors) of the user's ``history_len`` latest wanted items, a
@@ -246,7 +321,7 @@ def reasons(recs: pd.DataFrame, rows: np.ndarray, catalog: pd.DataFrame, inp: Li
         ranked = at[source[at] == "retrieval"]
         if len(ranked) and user in row_of_user:
             u = row_of_user[user]
-            mine = inp.seqs.items[u][inp.seqs.types[u] != DISLIKE][-history_len:]
+            mine = seqs.items[u][seqs.types[u] != DISLIKE][-history_len:]
             if len(mine):
                 best = (item_vecs[rows[ranked]] @ item_vecs[mine].T).argmax(axis=1)
                 similar = {r: titles[mine[b]] for r, b in zip(ranked.tolist(), best.tolist())}

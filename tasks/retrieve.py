@@ -1,14 +1,26 @@
-"""Step 5: the lists (``tasks/lists.py``) as of the run date, staged for the final gate."""
+"""Step 5: the lists (``tasks/lists.py``) as of the run date, staged for the final gate.
+
+What every list shares (the ranker, fallbacks, exclusions) is made once here; the per-user
+work (candidates, ranking, rules, reasons) runs chunk by chunk: in this process, or, when
+``NIGHTRECS_SPARK_MASTER`` names a cluster, one Spark task per chunk, each executor loading
+the shared part once from the data root. Each chunk writes its own Parquet part, so both
+ways stage the same rows.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
+import pickle
+import time
 
+from nightrecs.models.progress import progress
 from nightrecs.tasks import layout
 from nightrecs.tasks.artifacts import load_model, trained_until
 from nightrecs.tasks.catalog import read_vectors, unix_seconds
 from nightrecs.tasks.layout import RunConfig
-from nightrecs.tasks.lists import load_inputs, make_lists
+from nightrecs.tasks.lists import ListMaker, chunk_users, list_maker, load_inputs
 from nightrecs.tasks.storage import open_root
 
 log = logging.getLogger(__name__)
@@ -16,22 +28,85 @@ log = logging.getLogger(__name__)
 ANONYMOUS = "\x00anonymous"  # a user id no shop has: the fallback list's, never published as a user
 
 
+def on_spark() -> bool:
+    """Whether the per-user work goes to a Spark cluster (a master other than local mode)."""
+    return not os.environ.get("NIGHTRECS_SPARK_MASTER", "local").startswith("local")
+
+
+def write_chunk(maker: ListMaker, root_uri: str, date: str, chunk: int, users: list[str]) -> dict:
+    """One chunk's lists to its own staged part; a summary back (idempotent: a retried
+    Spark task writes the same key)."""
+    recs, relaxed = maker.lists(users)
+    open_root(root_uri).write_parquet(layout.staging_part(date, chunk), recs)
+    with_vectors = 0 if maker.vectors is None else sum(u in maker.vectors for u in users)
+    return {"users": len(users), "cold_users": len(users) - with_vectors, "rows": len(recs), "relaxed": relaxed,
+            "by_source": {k: int(v) for k, v in recs["source"].value_counts().items()}}
+
+
+_MAKERS: dict[str, ListMaker] = {}  # per executor process: the night's shared part, loaded once
+
+
+def spark_chunk(root_uri: str, date: str, size: int, chunk: int) -> dict:
+    """``write_chunk`` on a Spark executor, the list maker loaded from the data root."""
+    key = f"{root_uri}|{date}"
+    if key not in _MAKERS:
+        _MAKERS.clear()
+        _MAKERS[key] = pickle.loads(open_root(root_uri).read_bytes(layout.staging_lists_state(date)))
+    maker = _MAKERS[key]
+    return write_chunk(maker, root_uri, date, chunk, maker.chunks(size)[chunk])
+
+
 def retrieve(cfg: RunConfig) -> dict:
-    """Writes the lists (long format, with a reason per item) to ``staging/<date>/recs.parquet``
+    """Writes the lists (long format, with a reason per item) to ``staging/<date>/recs/``
     and the list for users the run does not know to ``staging/<date>/fallback.parquet``.
     The embed step's user vectors are reused, not computed again."""
     root = open_root(cfg.root)
     inputs = load_inputs(root, cfg)
     model, meta = load_model(root, layout.model_dir(cfg.date), cfg, inputs.catalog)
     user_ids, user_vecs = read_vectors(root, layout.embeddings(cfg.date, "users.parquet"), "user_id")
-    recs = make_lists(inputs, model, cfg, unix_seconds(cfg.date), trained_until(meta),
-                      vectors=dict(zip(user_ids, user_vecs)), anonymous=ANONYMOUS)
-    anonymous = recs["user_id"] == ANONYMOUS
-    root.write_parquet(layout.staging_fallback(cfg.date), recs[anonymous].drop(columns="user_id"))
-    recs = recs[~anonymous].reset_index(drop=True)
-    root.write_parquet(layout.staging(cfg.date), recs)
-    by_source = recs["source"].value_counts().to_dict()
-    users = recs["user_id"].nunique()
+    maker = list_maker(inputs, model, cfg, unix_seconds(cfg.date), trained_until(meta),
+                       vectors=dict(zip(user_ids, user_vecs)))
+    if ANONYMOUS in maker.excl.row_of_user or ANONYMOUS in set(maker.everyone):
+        raise ValueError(f"the anonymous list's id {ANONYMOUS!r} is a known user")
+    fallback, _ = maker.lists([ANONYMOUS])  # a user with nothing known: no history, no segment
+    root.write_parquet(layout.staging_fallback(cfg.date), fallback.drop(columns="user_id"))
+    root.delete_prefix(layout.staging(cfg.date))  # an earlier try's parts
+    size = chunk_users()
+    chunks = maker.chunks(size)
+    n_chunks = len(chunks)
+    start = time.perf_counter()
+    if on_spark():
+        results = _on_spark(maker, cfg, size, n_chunks)
+    else:
+        results = [write_chunk(maker, cfg.root, cfg.date, k, users)
+                   for k, users in enumerate(progress(chunks, desc="lists", unit="chunk"))]
+    seconds = time.perf_counter() - start
+    users = sum(r["users"] for r in results)
+    by_source: dict[str, int] = {}
+    for r in results:
+        for k, v in r["by_source"].items():
+            by_source[k] = by_source.get(k, 0) + v
+    log.info("lists for %d users in %d chunk(s) %s in %.1f s (%.0f users/s), %d rows by source %s; "
+             "category cap relaxed in %d", users, n_chunks, "on Spark" if on_spark() else "in this process",
+             seconds, users / max(seconds, 1e-9), sum(r["rows"] for r in results), by_source,
+             sum(r["relaxed"] for r in results))
     return {"staging": root.full(layout.staging(cfg.date)), "users": users,
-            "cold_users": users - len(set(user_ids) & set(recs["user_id"])), "rows": len(recs),
-            "by_source": by_source}
+            "cold_users": sum(r["cold_users"] for r in results), "rows": sum(r["rows"] for r in results),
+            "by_source": by_source, "chunks": n_chunks, "on_spark": on_spark(), "lists_seconds": round(seconds, 3)}
+
+
+def _on_spark(maker: ListMaker, cfg: RunConfig, size: int, n_chunks: int) -> list[dict]:
+    from nightrecs.spark_jobs.chunks import map_chunks
+    from nightrecs.spark_jobs.session import get_spark
+
+    root = open_root(cfg.root)
+    state = pickle.dumps(maker, protocol=pickle.HIGHEST_PROTOCOL)
+    root.write_bytes(layout.staging_lists_state(cfg.date), state)
+    log.info("lists on Spark (%s): %d chunks of %d users, shared state %.1f MiB", os.environ["NIGHTRECS_SPARK_MASTER"],
+             n_chunks, size, len(state) / 2**20)
+    spark = get_spark("nightrecs-lists")
+    try:
+        return map_chunks(spark, n_chunks, functools.partial(spark_chunk, cfg.root, cfg.date, size))
+    finally:
+        spark.stop()
+        root.delete_prefix(layout.staging_lists_state(cfg.date))

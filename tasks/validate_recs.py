@@ -34,7 +34,7 @@ def validate_recs(cfg: RunConfig) -> dict:
     in_stock = set(catalog.loc[catalog["in_stock"], "item_id"])
     users = sorted(set(inputs.users["user_id"]) | set(recs["user_id"]))
     _, cand_of = candidates(catalog)
-    excluded, _ = exclusions(inputs, users, cand_of, {u: i for i, u in enumerate(inputs.user_ids)})
+    excluded = exclusions(inputs, cand_of).of(users)
     lengths = expected_lengths(users, len(in_stock), excluded, cfg.top_n)
     lengths["n"] = recs.groupby("user_id").size().reindex(lengths["user_id"]).fillna(0).astype(int).to_numpy()
     with gate(root, cfg.date, "recs") as g:

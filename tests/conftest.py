@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,6 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from nightrecs.spark_jobs.standalone import free_port, stop_process_group  # noqa: F401 (the tests use both)
 
 REPO = Path(__file__).resolve().parents[1]
 _AIRFLOW_HOME = tempfile.mkdtemp(prefix="nightrecs-airflow-")
@@ -85,22 +85,6 @@ def published_shop(tmp_path_factory, shop_template, tiny_model) -> Path:
     run_pipeline(RunConfig(root=str(root), date=SHOP_DATE, top_n=10, train_epochs=3,
                            batch_size=8, base_model=tiny_model))
     return root
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def stop_process_group(proc: subprocess.Popen, timeout: float = 40) -> None:
-    """SIGTERM the server's own process group (started with start_new_session), then SIGKILL."""
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 @pytest.fixture(scope="session")

@@ -50,7 +50,7 @@ def write_shop(root, date: str) -> None:
     catalog = make_catalog(ShopSpec(items=N_ITEMS), np.random.default_rng(1))  # distinct texts
     root.write_parquet(layout.validated(date, "catalog"), catalog.assign(item_id=[f"i{i:02d}" for i in range(N_ITEMS)]))
     root.write_parquet(layout.validated(date, "users"), pd.DataFrame({"user_id": [f"u{u:03d}" for u in range(N_USERS)]}))
-    root.write_parquet(layout.staging(date), pd.DataFrame({
+    root.write_parquet(layout.staging_part(date, 0), pd.DataFrame({
         "user_id": ["u000", "u000"], "rank": [1, 2], "item_id": ["i01", "i02"], "score": [0.9, 0.5],
         "source": ["retrieval", "popular"], "reason": ["similar to Item 0", "popular in Home > Kitchen"]}))
 

@@ -1,60 +1,23 @@
-"""The feature job on a real standalone Spark cluster gives the same tables as local mode."""
+"""On a real standalone Spark cluster (two workers) the feature job gives the same tables as
+local mode, and retrieve's per-user work the same lists as in process."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
+import shutil
 
 import pandas as pd
 import pytest
 
-from tests.conftest import SHOP_DATE, free_port, stop_process_group
-
-
-def _spark_class(*args: str, log: Path) -> subprocess.Popen:
-    import pyspark
-
-    home = Path(pyspark.__file__).parent
-    env = {**os.environ, "SPARK_HOME": str(home), "SPARK_LOCAL_IP": "127.0.0.1",
-           "PYSPARK_PYTHON": sys.executable}
-    return subprocess.Popen([str(home / "bin" / "spark-class"), *args], env=env,
-                            stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+from tests.conftest import SHOP_DATE
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """Master and one worker on 127.0.0.1; yields the master URL; stopped by pid."""
-    tmp = tmp_path_factory.mktemp("spark-cluster")
-    port, ui, worker_ui = free_port(), free_port(), free_port()
-    master = _spark_class("org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
-                          "--port", str(port), "--webui-port", str(ui), log=tmp / "master.log")
-    worker = _spark_class("org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
-                          "--cores", "1", "--memory", "1g", "--webui-port", str(worker_ui),
-                          "--work-dir", str(tmp / "work"), f"spark://127.0.0.1:{port}",
-                          log=tmp / "worker.log")
-    try:
-        deadline = time.monotonic() + 90
-        while True:  # poll the master's status page until the worker has registered
-            for p, name in ((master, "master"), (worker, "worker")):
-                if p.poll() is not None:
-                    raise RuntimeError(f"{name} exited:\n{(tmp / f'{name}.log').read_text()[-2000:]}")
-            try:
-                status = urllib.request.urlopen(f"http://127.0.0.1:{ui}/json/", timeout=2).read()
-                if b'"aliveworkers" : 1' in status or b'"aliveworkers":1' in status:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("Spark worker did not register with the master")
-            time.sleep(0.5)
-        yield f"spark://127.0.0.1:{port}"
-    finally:
-        stop_process_group(worker)
-        stop_process_group(master)
+    """Master and two one-core workers on 127.0.0.1; yields the master URL; stopped by pid."""
+    from nightrecs.spark_jobs.standalone import standalone_cluster
+
+    with standalone_cluster(tmp_path_factory.mktemp("spark-cluster"), workers=2) as url:
+        yield url
 
 
 def test_cluster_output_equals_local(cluster, shop, tmp_path):
@@ -83,3 +46,34 @@ def test_cluster_output_equals_local(cluster, shop, tmp_path):
         key = [c for c in ("dt", "user_id", "item_id", "other_id") if c in a.columns]
         a, b = (x.sort_values(key).reset_index(drop=True) for x in (a, b))
         pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-9)
+
+
+def test_lists_on_the_cluster_equal_the_lists_in_process(cluster, published_shop, tiny_model, tmp_path, monkeypatch):
+    from nightrecs.tasks import layout
+    from nightrecs.tasks.layout import RunConfig
+    from nightrecs.tasks.retrieve import retrieve
+    from nightrecs.tasks.storage import open_root
+
+    shutil.copytree(published_shop, tmp_path / "shop")
+    cfg = RunConfig(root=str(tmp_path / "shop"), date=SHOP_DATE, top_n=10, base_model=tiny_model)
+    root = open_root(cfg.root)
+    monkeypatch.setenv("NIGHTRECS_LIST_CHUNK_USERS", "16")  # 120 users: 8 chunks, 8 Spark tasks
+    staged, results = {}, {}
+    for name, master in (("in process", None), ("cluster", cluster)):
+        if master:
+            monkeypatch.setenv("NIGHTRECS_SPARK_MASTER", master)
+        else:
+            monkeypatch.delenv("NIGHTRECS_SPARK_MASTER", raising=False)
+        results[name] = retrieve(cfg)
+        staged[name] = (root.read_parquet(layout.staging(cfg.date)),
+                        root.read_parquet(layout.staging_fallback(cfg.date)))
+        parts = [k for k in root.list(layout.staging(cfg.date)) if k.endswith(".parquet")]
+        assert len(parts) == results[name]["chunks"] >= 8
+    assert results["cluster"]["on_spark"] and not results["in process"]["on_spark"]
+    assert not root.exists(layout.staging_lists_state(cfg.date))  # the shared state is cleaned up
+    (a, fa), (b, fb) = staged["in process"], staged["cluster"]
+    assert a["user_id"].nunique() == results["cluster"]["users"] > 100
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    pd.testing.assert_frame_equal(fa, fb, check_exact=True)
+    assert {k: v for k, v in results["cluster"].items() if k not in ("on_spark", "lists_seconds")} == {
+        k: v for k, v in results["in process"].items() if k not in ("on_spark", "lists_seconds")}

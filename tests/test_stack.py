@@ -239,7 +239,7 @@ def browser():
                  "--window-size=1400,1100", f"--user-data-dir={ARTIFACTS.parent / 'chromium-profile'}"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-    driver.implicitly_wait(15)
+    driver.implicitly_wait(60)  # one api-server worker renders slowly while a night runs on 2 cores
     yield driver
     driver.quit()
 
