@@ -1,5 +1,5 @@
-"""FAISS retrieval with per-user exclusions: exact (on the GPU when present), HNSW for
-large catalogs on CPU."""
+"""Retrieval with per-user exclusions: exact on a CUDA device when present (torch: matmul,
+exclusions masked, top-k), FAISS exact or HNSW on CPU."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Sequence
 
 import faiss
 import numpy as np
+import torch
 
 from nightrecs.models.progress import progress
 
@@ -30,22 +31,69 @@ def use_hnsw(n_items: int, n_queries: int) -> bool:
     return flat > n_items * HNSW_BUILD_S_PER_ITEM + n_queries / HNSW_QUERIES_PER_S
 
 
-def build_index(vectors: np.ndarray, n_queries: int = 0) -> faiss.Index:
+class TorchFlatIndex:
+    """Exact inner-product search with torch (chunked matmul + top-k) for a CUDA device.
+    Chosen over FAISS's GPU index: it masks each user's exclusions on the device, so it
+    never searches deeper than k (FAISS's GPU search caps k at 2048, and PyPI's FAISS GPU
+    build needs CUDA 12 beside torch's CUDA 13). Answers FAISS's ``search`` and
+    ``ntotal``, so retrieval treats it as any other index."""
+
+    def __init__(self, vectors: np.ndarray, device: torch.device | str = "cuda", max_scores: int = 2 ** 28):
+        self.items = torch.as_tensor(np.ascontiguousarray(vectors, dtype=np.float32), device=device)
+        self.ntotal, self.d = self.items.shape
+        self.max_scores = max_scores  # scores held at once (2**28 floats = 1 GiB)
+
+    def search(self, queries: np.ndarray, k: int,
+               exclude: Sequence[set[int]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """FAISS's ``search``; with ``exclude``, each query's excluded ids are masked on the
+        device before the top-k (they come back only as id -1, score -inf, where too few
+        items remain)."""
+        k = min(k, self.ntotal)
+        dev = self.items.device
+        q = torch.as_tensor(np.ascontiguousarray(queries, dtype=np.float32), device=dev)
+        step = max(1, self.max_scores // max(self.ntotal, 1))
+        scores = torch.empty((len(q), k), dtype=torch.float32, device=dev)
+        ids = torch.empty((len(q), k), dtype=torch.int64, device=dev)
+        sizes = np.array([len(e) for e in exclude or []], dtype=np.int64)
+        rows = np.repeat(np.arange(len(sizes)), sizes)  # sorted: each chunk's pairs are a slice
+        bounds = np.searchsorted(rows, np.arange(0, len(q) + step, step))
+        ban_rows = torch.as_tensor(rows, device=dev)
+        ban_ids = torch.as_tensor(np.concatenate([np.fromiter(e, np.int64, len(e)) for e in exclude])
+                                  if len(rows) else np.zeros(0, np.int64), device=dev)
+        tf32 = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = False  # exact float32 products, like FAISS
+        try:
+            for c, s in enumerate(range(0, len(q), step)):
+                block = q[s:s + step] @ self.items.T
+                lo, hi = bounds[c], bounds[c + 1]
+                block[ban_rows[lo:hi] - s, ban_ids[lo:hi]] = -torch.inf
+                top = torch.topk(block, k, dim=1)
+                scores[s:s + step], ids[s:s + step] = top.values, top.indices
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+        scores, ids = scores.cpu().numpy(), ids.cpu().numpy()
+        ids[np.isneginf(scores)] = -1
+        return scores, ids
+
+
+def build_index(vectors: np.ndarray, n_queries: int = 0) -> faiss.Index | TorchFlatIndex:
     """Inner-product index (vectors are normalised, so this is cosine): exact and on the
-    GPU when the FAISS build and the machine have one; on CPU exact unless HNSW is
-    cheaper for ``n_queries`` searches (approximate; large catalogs and many users)."""
+    GPU when the machine has one; on CPU exact unless HNSW is cheaper for ``n_queries``
+    searches (approximate; large catalogs and many users)."""
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
-        log.info("FAISS flat index on GPU: %d items", len(vectors))
-        index = faiss.IndexFlatIP(vectors.shape[1])
-        index.add(vectors)
-        return faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+    if torch.cuda.is_available():
+        return on_gpu(vectors)
     if use_hnsw(len(vectors), n_queries):
         log.info("FAISS HNSW index (M=%d) over %d items for %d queries", HNSW_M, len(vectors), n_queries)
         return hnsw_index(vectors)
     index = faiss.IndexFlatIP(vectors.shape[1])
     index.add(vectors)
     return index
+
+
+def on_gpu(vectors: np.ndarray) -> TorchFlatIndex:
+    log.info("exact torch index on %s: %d items", torch.cuda.get_device_name(), len(vectors))
+    return TorchFlatIndex(vectors)
 
 
 def hnsw_index(vectors: np.ndarray) -> faiss.Index:
@@ -56,22 +104,25 @@ def hnsw_index(vectors: np.ndarray) -> faiss.Index:
     return index
 
 
-def index_to_bytes(index: faiss.Index) -> np.ndarray:
-    """The index as bytes (from the GPU first), to ship it to other processes."""
-    if hasattr(faiss, "GpuIndex") and isinstance(index, faiss.GpuIndex):
-        index = faiss.index_gpu_to_cpu(index)
+def index_to_bytes(index: faiss.Index | TorchFlatIndex) -> np.ndarray:
+    """The index as FAISS bytes (the torch index as a flat one), to ship it to other
+    processes."""
+    if isinstance(index, TorchFlatIndex):
+        flat = faiss.IndexFlatIP(index.d)
+        flat.add(index.items.cpu().numpy())
+        index = flat
     return faiss.serialize_index(index)
 
 
-def index_from_bytes(data: np.ndarray) -> faiss.Index:
+def index_from_bytes(data: np.ndarray) -> faiss.Index | TorchFlatIndex:
     """``index_to_bytes``' inverse; a flat index goes to the GPU when there is one."""
     index = faiss.deserialize_index(data)
-    if isinstance(index, faiss.IndexFlat) and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
-        return faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+    if isinstance(index, faiss.IndexFlat) and torch.cuda.is_available():
+        return on_gpu(index.reconstruct_n(0, index.ntotal))
     return index
 
 
-def top_k_excluding(index: faiss.Index, queries: np.ndarray, k: int,
+def top_k_excluding(index: faiss.Index | TorchFlatIndex, queries: np.ndarray, k: int,
                     exclude: Sequence[set[int]], batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` item ids and scores per query, skipping each query's excluded ids.
 
@@ -93,10 +144,35 @@ def top_k_excluding(index: faiss.Index, queries: np.ndarray, k: int,
             continue
         if isinstance(index, faiss.IndexHNSW):
             index.hnsw.efSearch = max(HNSW_EF_SEARCH, depth)
-        scores, ids = index.search(np.ascontiguousarray(queries[rows], dtype=np.float32), depth)
-        for r, row_ids, row_scores in zip(rows, ids, scores):
-            keep = [(i, sc) for i, sc in zip(row_ids, row_scores) if i >= 0 and i not in exclude[r]][:k]
-            if keep:
-                ids_out[r, :len(keep)] = [i for i, _ in keep]
-                scores_out[r, :len(keep)] = [sc for _, sc in keep]
+        batch = np.ascontiguousarray(queries[rows], dtype=np.float32)
+        if isinstance(index, TorchFlatIndex):  # masks exclusions on the device: k deep is enough
+            scores, ids = index.search(batch, k, [exclude[r] for r in rows])
+            ids_out[rows, :ids.shape[1]], scores_out[rows, :ids.shape[1]] = ids, scores
+            continue
+        scores, ids = index.search(batch, depth)
+        ids_out[rows], scores_out[rows] = first_allowed(ids, scores, [exclude[r] for r in rows], k)
     return ids_out, scores_out
+
+
+def first_allowed(ids: np.ndarray, scores: np.ndarray, exclude: Sequence[set[int]],
+                  k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's first ``k`` ids that are found (>= 0) and not excluded, in order; id -1
+    and score -inf where fewer remain. Vectorised: (row, id) pairs as one int64 code, looked
+    up in the sorted codes of the excluded pairs."""
+    n_rows = len(ids)
+    base = int(max(ids.max(initial=0), max((max(e) for e in exclude if e), default=0))) + 1
+    codes = np.arange(n_rows, dtype=np.int64)[:, None] * base + ids
+    sizes = np.array([len(e) for e in exclude], dtype=np.int64)
+    banned = np.repeat(np.arange(n_rows, dtype=np.int64) * base, sizes)
+    if len(banned):
+        banned += np.concatenate([np.fromiter(e, np.int64, len(e)) for e in exclude])
+        banned.sort()
+    found = np.searchsorted(banned, codes).clip(max=max(len(banned) - 1, 0))
+    ok = (ids >= 0) & ~(banned[found] == codes if len(banned) else np.zeros(ids.shape, bool))
+    slot = np.cumsum(ok, axis=1) - 1  # where each allowed id lands in its row
+    ok &= slot < k
+    out_ids = np.full((n_rows, k), -1, dtype=np.int64)
+    out_scores = np.full((n_rows, k), -np.inf, dtype=np.float32)
+    rows = np.nonzero(ok)[0]
+    out_ids[rows, slot[ok]], out_scores[rows, slot[ok]] = ids[ok], scores[ok]
+    return out_ids, out_scores

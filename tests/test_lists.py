@@ -7,10 +7,11 @@ import numpy as np
 import pandas as pd
 
 from nightrecs.models.data import Sequences, token
+from nightrecs.models.rules import Rules
 from nightrecs.models.seqrec import ModelConfig, Recommender, TrainConfig
 from nightrecs.tasks.catalog import unix_seconds
 from nightrecs.tasks.layout import RunConfig
-from nightrecs.tasks.lists import ListInputs, make_lists
+from nightrecs.tasks.lists import Fallback, ListInputs, assemble_lists, make_lists, reason
 
 DATE, DAY = "2026-03-10", 86_400
 AT = unix_seconds(DATE)
@@ -83,3 +84,53 @@ def test_new_item_quota_explores_items_first_touched_lately_or_never():
         assert {i for i, s in items if s == "new"} <= {"i3", "i6"} and {i for i, _ in items} & {"i3", "i6"}
         if user in ("u1", "u2", "u3"):  # no history: the slot is the most popular new item's
             assert [s for _, s in items].count("new") == 1, (user, items)
+
+
+def lists_of(rows) -> dict[str, list]:
+    lists: dict[str, list] = {}
+    for user, rank, item, score, source, _ in rows:
+        lists.setdefault(user, []).append((rank, item, score, source))
+    return lists
+
+
+def test_lists_top_up_without_duplicates_or_exclusions():
+    pop_order, pop_scores = np.array([0, 1, 2, 3, 4]), np.array([1.0, .8, .6, .4, .2], dtype=np.float32)
+    retrieved = {"warm": (np.array([3, 4]), np.array([0.9, 0.5], dtype=np.float32))}
+    rows, relaxed = assemble_lists(["cold", "warm"], retrieved, {}, {"warm": {0}, "cold": {1}},
+                                   [Fallback(pop_order, pop_scores)], {}, np.array([], dtype=int),
+                                   np.full(5, -1), Rules(top_n=4))
+    lists = lists_of(rows)
+    assert relaxed == 0
+    assert [i for _, i, _, _ in lists["cold"]] == [0, 2, 3, 4]
+    assert [i for _, i, _, _ in lists["warm"]] == [3, 4, 1, 2]
+    assert [s for *_, s in lists["warm"]] == ["retrieval", "retrieval", "popular", "popular"]
+    for items in lists.values():
+        scores = [s for _, _, s, _ in items]
+        assert scores == sorted(scores, reverse=True)
+        assert [r for r, *_ in items] == list(range(1, len(items) + 1))
+
+
+def test_lists_apply_the_cap_and_explore_new_items():
+    """Items 0-3 share a category; 5 is new. A cap of 2 pushes popular items of other
+    categories up; the exploration slot goes to the user's own new item first, the most
+    popular new one for a cold user; scores still never rise down a list."""
+    category = np.array([0, 0, 0, 0, 1, 1, 2])
+    pop_order, pop_scores = np.array([6, 5, 4, 0, 1, 2, 3]), np.linspace(1, .1, 7).astype(np.float32)
+    retrieved = {"warm": (np.array([0, 1, 2, 3]), np.array([.9, .8, .7, .6], dtype=np.float32))}
+    rows, _ = assemble_lists(["cold", "warm"], retrieved, {"warm": np.array([5])}, {},
+                             [Fallback(pop_order, pop_scores)], {}, np.array([5]), category,
+                             Rules(top_n=4, max_per_category=2, new_item_quota=1))
+    lists = lists_of(rows)
+    warm = [(i, src) for _, i, _, src in lists["warm"]]
+    assert [i for i, _ in warm] == [0, 5, 1, 6] and dict(warm)[5] == "new" and dict(warm)[6] == "popular"
+    assert [i for _, i, _, _ in lists["cold"]] == [6, 5, 4, 0]
+    for items in lists.values():
+        scores = [s for _, _, s, _ in items]
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_reasons_name_the_source():
+    assert reason("retrieval", "Books", "Dune") == "similar to Dune"
+    assert reason("retrieval", None, None) == "picked for you"
+    assert reason("popular", "Books", None) == "popular in Books"
+    assert reason("new", None, None) == "new arrival"
