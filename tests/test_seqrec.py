@@ -8,6 +8,8 @@ import scipy.sparse as sp
 import torch
 
 from nightrecs.models.data import Sequences, time_split, token
+from nightrecs.models import seqrec
+from nightrecs.models.baselines import top_n
 from nightrecs.models.seqrec import ModelConfig, Recommender, TrainConfig, make_batch, query_batch, training_windows
 
 RATING = token("rating")
@@ -88,6 +90,30 @@ def test_an_examples_budget_stops_training_and_says_so(caplog):
     assert stats["epochs"] == 3 and n_targets * 2 < stats["examples"] < n_targets * 3  # stopped inside epoch 3
     assert "training budget hit" in caplog.text
     assert Recommender(*small(epochs=2), text()).fit(seqs)["budget_hit"] is None
+
+
+def test_recommend_in_chunks_equals_one_dense_pass_and_validation_samples(monkeypatch):
+    """recommend scores users a few at a time (bounded memory whatever the shop's size),
+    with the same lists as one dense top_n; early stopping scores a fixed user sample."""
+    seqs = successor_shop()
+    rec = Recommender(*small(epochs=1, max_valid_users=40), text())
+    rec.fit(seqs)
+    users, now = list(range(N_USERS)), T0 + 10**6
+    seen = sp.csr_matrix((np.ones(N_USERS), (np.arange(N_USERS), [a[0] for a in seqs.items])),
+                         shape=(N_USERS, N_ITEMS))
+    want = top_n(rec.user_vectors(seqs, users, now) @ rec.item_vectors().T, 10, seen)
+    monkeypatch.setattr(seqrec, "SCORES_AT_ONCE", 7 * N_ITEMS)  # 7 users a chunk, 43 chunks
+    ids, scores = rec.recommend(seqs, users, now, 10, seen)
+    np.testing.assert_array_equal(ids, want[0])
+    np.testing.assert_allclose(scores, want[1], rtol=1e-6)
+    assert rec.recommend(seqs, [], now, 10)[0].shape == (0, 10)
+    scored = []
+    monkeypatch.setattr(Recommender, "recommend", lambda self, s, u, *a: (scored.append(list(u)),
+                                                                          (np.zeros((len(u), 10), int), None))[1])
+    truth = sp.csr_matrix((np.ones(N_USERS), (np.arange(N_USERS), np.zeros(N_USERS, int))), shape=(N_USERS, N_ITEMS))
+    rec.recall(seqs, truth, now)
+    rec.recall(seqs, truth, now)
+    assert len(scored[0]) == 40 and scored[0] == scored[1]  # the same 40 users each epoch
 
 
 def test_time_split_truth_is_new_items_after_the_split():
