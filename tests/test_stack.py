@@ -248,7 +248,10 @@ def open_trigger_form(browser, stack) -> None:
     from selenium.webdriver.common.by import By
 
     browser.get(f"{stack.url}/dags/{DAG}")
-    if "/auth/login" in browser.current_url:
+    # the UI redirects to its login page from JavaScript, after get() returns: wait for
+    # either page rather than reading the URL at once (that raced and skipped the login)
+    first = browser.find_element(By.CSS_SELECTOR, "input[name='username'], button[aria-label='Trigger Dag']")
+    if first.tag_name == "input":
         browser.find_element(By.NAME, "username").send_keys("admin")
         browser.find_element(By.NAME, "password").send_keys(stack.password)
         browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
