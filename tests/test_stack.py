@@ -293,8 +293,12 @@ def test_dag_docs_show_in_the_ui(stack, browser):
 
     open_trigger_form(browser, stack)  # logs in
     browser.get(f"{stack.url}/dags/{DAG}")
+    from selenium.webdriver.support.ui import WebDriverWait
+
     browser.find_element(By.CSS_SELECTOR, "button[aria-label='Dag Docs']").click()
-    assert browser.find_element(By.XPATH, "//*[contains(text(), 'gate the raw data')]").is_displayed()
+    # the docs dialog fades in: its text is in the page before it is visible
+    WebDriverWait(browser, 60).until(lambda b: any(
+        e.is_displayed() for e in b.find_elements(By.XPATH, "//*[contains(text(), 'gate the raw data')]")))
     browser.save_screenshot(str(ARTIFACTS / "dag-docs.png"))
 
 
