@@ -54,12 +54,9 @@ class TorchFlatIndex:
         step = max(1, self.max_scores // max(self.ntotal, 1))
         scores = torch.empty((len(q), k), dtype=torch.float32, device=dev)
         ids = torch.empty((len(q), k), dtype=torch.int64, device=dev)
-        sizes = np.array([len(e) for e in exclude or []], dtype=np.int64)
-        rows = np.repeat(np.arange(len(sizes)), sizes)  # sorted: each chunk's pairs are a slice
-        bounds = np.searchsorted(rows, np.arange(0, len(q) + step, step))
-        ban_rows = torch.as_tensor(rows, device=dev)
-        ban_ids = torch.as_tensor(np.concatenate([np.fromiter(e, np.int64, len(e)) for e in exclude])
-                                  if len(rows) else np.zeros(0, np.int64), device=dev)
+        rows, banned = excluded_pairs(exclude or [])
+        bounds = np.searchsorted(rows, np.arange(0, len(q) + step, step))  # each chunk's pairs: a slice
+        ban_rows, ban_ids = torch.as_tensor(rows, device=dev), torch.as_tensor(banned, device=dev)
         tf32 = torch.backends.cuda.matmul.allow_tf32
         torch.backends.cuda.matmul.allow_tf32 = False  # exact float32 products, like FAISS
         try:
@@ -154,21 +151,27 @@ def top_k_excluding(index: faiss.Index | TorchFlatIndex, queries: np.ndarray, k:
     return ids_out, scores_out
 
 
+def excluded_pairs(exclude: Sequence[set[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """(row, id) of every excluded id, rows ascending; one C loop per set, none per id."""
+    sizes = np.array([len(e) for e in exclude], dtype=np.int64)
+    rows = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
+    ids = np.concatenate([np.fromiter(e, np.int64, len(e)) for e in exclude]) if len(rows) else np.zeros(0, np.int64)
+    return rows, ids
+
+
 def first_allowed(ids: np.ndarray, scores: np.ndarray, exclude: Sequence[set[int]],
                   k: int) -> tuple[np.ndarray, np.ndarray]:
     """Each row's first ``k`` ids that are found (>= 0) and not excluded, in order; id -1
     and score -inf where fewer remain. Vectorised: (row, id) pairs as one int64 code, looked
     up in the sorted codes of the excluded pairs."""
     n_rows = len(ids)
-    base = int(max(ids.max(initial=0), max((max(e) for e in exclude if e), default=0))) + 1
+    ban_rows, ban_ids = excluded_pairs(exclude)
+    base = int(max(ids.max(initial=0), ban_ids.max(initial=0))) + 1
     codes = np.arange(n_rows, dtype=np.int64)[:, None] * base + ids
-    sizes = np.array([len(e) for e in exclude], dtype=np.int64)
-    banned = np.repeat(np.arange(n_rows, dtype=np.int64) * base, sizes)
+    banned = np.sort(ban_rows * base + ban_ids)
+    ok = ids >= 0
     if len(banned):
-        banned += np.concatenate([np.fromiter(e, np.int64, len(e)) for e in exclude])
-        banned.sort()
-    found = np.searchsorted(banned, codes).clip(max=max(len(banned) - 1, 0))
-    ok = (ids >= 0) & ~(banned[found] == codes if len(banned) else np.zeros(ids.shape, bool))
+        ok &= banned[np.searchsorted(banned, codes).clip(max=len(banned) - 1)] != codes
     slot = np.cumsum(ok, axis=1) - 1  # where each allowed id lands in its row
     ok &= slot < k
     out_ids = np.full((n_rows, k), -1, dtype=np.int64)
