@@ -1,6 +1,7 @@
 """The nightly recommender: candidates from the two-tower model (FAISS), item co-occurrence
-over the users' items, trending items (the last window) and popular ones (the longest
-popularity window), merged and ranked by gradient-boosted trees whose
+over the users' items, EASE (an item-item regression over the ``ease_items`` most touched
+items), trending items (the last window) and popular ones (the longest popularity window),
+merged and ranked by gradient-boosted trees whose
 splits are learned on the weeks before the moment it serves, never hard-coded.
 
 ``fit(seqs, at)`` cuts the histories at the start of each of the last ``fit_windows``
@@ -14,7 +15,9 @@ co-occurrence and popularity on everything before ``at``. ``recommend`` returns 
 
 Ranker features per (user, candidate): each source's score and reciprocal rank; the item's
 popularity over several windows and its age (days since its first touch); co-occurrence
-with the user's whole history (mean) and with their ``recent_items`` latest items; the share
+with the user's whole history (mean) and with their ``recent_items`` latest items; the
+item's EASE score for the user (NaN outside EASE's items, so every source's candidate
+gets it, not only EASE's own); the share
 of the user's history in the item's category and how far the item's price is from the
 prices the user touched (when the catalog has them); the user's history length and days
 since their last touch. Missing values stay NaN: the trees route them.
@@ -28,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from nightrecs.models.baselines import CoOccurrence, top_n
+from nightrecs.models.baselines import EASE, CoOccurrence, top_n
 from nightrecs.models.data import DISLIKE, Sequences, holdout, interactions
 from nightrecs.models.progress import progress
 from nightrecs.models.ranking import Candidates, Ranker, labels, merge, top_k
@@ -37,6 +40,7 @@ from nightrecs.models.seqrec import Recommender
 
 log = logging.getLogger(__name__)
 DAY = 86_400
+ALL_TIME = float("inf")  # a popularity window of every day known
 
 
 @dataclass
@@ -52,15 +56,16 @@ class Hybrid:
                  fit_windows: int = 4, popularity_days: tuple[int, ...] = (1, 7, 28, 91, 365),
                  attributes: ItemAttributes | None = None, fit_users: int = 5_000, max_windows: int = 52,
                  co_users: int = 50_000, co_items: int = 20, co_events: int = 2_000_000, recent_items: int = 20,
-                 model_until: int | None = None, seed: int = 0):
+                 ease_items: int = 2_000, ease_l2: float = 200.0, model_until: int | None = None, seed: int = 0):
         self.rec, self.n_items, self.depth, self.window = rec, n_items, depth, window_days * DAY
         self.fit_windows, self.popularity_days = fit_windows, popularity_days
         self.attributes = attributes or ItemAttributes()
         self.fit_users, self.max_windows, self.recent_items = fit_users, max_windows, recent_items
         self.co_users, self.co_items, self.co_events = co_users, co_items, co_events
+        self.ease_items, self.ease_l2 = ease_items, ease_l2
         self.model_until = model_until
         self.rng = np.random.default_rng(seed)
-        self.fallback_days: int | None = None  # the fallback's popularity window; None: the ranker's window
+        self.fallback_days: float | None = None  # the fallback's popularity window (ALL_TIME too); None: the ranker's
         self.items = rec.item_vectors()
         self.ranker = Ranker(seed=seed)
         cat = self.attributes.category
@@ -71,12 +76,21 @@ class Hybrid:
     def update(self, past: Sequences, at: int) -> "Hybrid":
         """Co-occurrence (on at most ``co_users`` users' last items: ``co_items``, or more
         while the total stays under ``co_events``, which bounds its cost), popularity and
-        item ages as of ``at``."""
+        item ages as of ``at``; EASE on the same sample, over the ``ease_items`` items it
+        touched most (at least twice): its solve is cubic in items, so this bounds it too."""
         self.past, self._in_window = past, None
         users = np.flatnonzero([len(a) for a in past.items])
         chosen = users if len(users) <= self.co_users else self.rng.choice(users, self.co_users, replace=False)
         per_user = max(self.co_items, self.co_events // max(len(chosen), 1))
-        self.co = CoOccurrence().fit(interactions(past.tail(per_user, chosen), self.n_items))
+        sample = interactions(past.tail(per_user, chosen), self.n_items)
+        self.co = CoOccurrence().fit(sample)
+        counts = np.asarray(sample.sum(0)).ravel()
+        top = np.argsort(-counts, kind="stable")[:self.ease_items]
+        self.ease_cols = np.sort(top[counts[top] >= 2])
+        self.ease = (EASE(self.ease_l2, np.float32).fit(sample[:, self.ease_cols]).weights if len(self.ease_cols)
+                     else np.zeros((0, 0), np.float32))
+        self.ease_pos = np.full(self.n_items, -1)
+        self.ease_pos[self.ease_cols] = np.arange(len(self.ease_cols))
 
         def log_count(days: int | None) -> np.ndarray:
             since = None if days is None else at - days * DAY
@@ -102,19 +116,21 @@ class Hybrid:
 
     def fallback_order(self, among: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The popularity fallback (cold start, list top-up): items by their popularity over
-        ``fallback_days`` (chosen by ``fit``: the window whose list best predicted its
-        learning windows; a sparse shop needs a longer one), then the longest window's, then all
+        ``fallback_days`` (chosen by ``fit``: the window, all time included, whose list best
+        predicted its learning windows; a sparse shop needs a longer one), then the longest window's, then all
         time's, then by index; with scores scaled to [0, 1]. ``among``: count only these
         users' touches (a segment's popularity), given the sequences of the last ``update``."""
         if among is not None:
             trend = self._window_counts(among)
         else:
-            trend = self.popularity if self.fallback_days is None else self.item_features[
-                f"popularity_{self.fallback_days}d"]
+            trend = self.popularity if self.fallback_days is None else self._popularity_over(self.fallback_days)
         order = np.lexsort((np.arange(self.n_items), -self.item_features["popularity_all"],
                             -self.item_features[f"popularity_{max(self.popularity_days)}d"], -trend))
         top = trend.max(initial=0.0)
         return order, (trend[order] / top if top > 0 else np.zeros(len(order))).astype(np.float32)
+
+    def _popularity_over(self, days: float) -> np.ndarray:
+        return self.item_features["popularity_all" if days == ALL_TIME else f"popularity_{days}d"]
 
     def _window_counts(self, users: np.ndarray) -> np.ndarray:
         if self._in_window is None:
@@ -156,8 +172,11 @@ class Hybrid:
         # sorting its stored entries (a sparse top-n ran 9x slower at 50k users x 20k items)
         co = (mine @ self.co.similarity).toarray()
         co_ids, co_scores = top_n(co, self.depth, seen[users])
+        ease = np.asarray(mine[:, self.ease_cols] @ self.ease)  # dense (users, EASE's items)
+        e_ids, e_scores = top_n(np.where(ease > 0, ease, -np.inf), self.depth, seen[users][:, self.ease_cols])
         sources = {"model": model,
                    "co_occurrence": (co_ids, np.where(np.isfinite(co_scores), co_scores, 0.0)),
+                   "ease": (np.where(e_ids >= 0, self.ease_cols[np.maximum(e_ids, 0)], -1), e_scores),
                    "trending": self._popular(users, seen, "trending"),
                    "popular": self._popular(users, seen, "popular")}
         c = merge(sources, self.item_features)
@@ -172,6 +191,8 @@ class Hybrid:
         pair = {"co_occurrence_mean": co[c.row, c.item] / np.maximum(n_mine[c.row], 1),
                 "co_occurrence_recent": np.asarray((recent @ self.co.similarity).tocsr()[c.row, c.item]).ravel()
                 / np.maximum(np.diff(recent.indptr)[c.row], 1)}
+        pos, pair["ease"] = self.ease_pos[c.item], np.full(len(c.row), np.nan)
+        pair["ease"][pos >= 0] = ease[c.row[pos >= 0], pos[pos >= 0]]
         a = self.attributes
         if self.category_onehot is not None:
             share = (mine @ self.category_onehot).toarray() / np.maximum(n_mine, 1)[:, None]
@@ -191,7 +212,7 @@ class Hybrid:
 
     def fit(self, seqs: Sequences, at: int) -> "Hybrid":
         feats, ys, n_users = [], [], 0
-        hits = dict.fromkeys(self.popularity_days, 0)
+        hits = dict.fromkeys((*self.popularity_days, ALL_TIME), 0)
         per_window = max(1, self.fit_users // self.fit_windows)
         for w in range(self.max_windows):
             if w >= self.fit_windows and n_users >= self.fit_users:
@@ -219,26 +240,26 @@ class Hybrid:
                  len(feats), int(y.sum()))
         return self.update(seqs, at)
 
-    def _fallback_hits(self, truth: sp.csr_matrix, k: int = 10) -> dict[int, int]:
-        """Per popularity window (of ``popularity_days``): how many (user, item) truths of a
+    def _fallback_hits(self, truth: sp.csr_matrix, k: int = 10) -> dict[float, int]:
+        """Per popularity window (of ``popularity_days``, and all time): how many (user, item) truths of a
         learning window its top ``k`` as of the window's start (the last ``update``) holds."""
         rows = sp.csr_matrix(truth[np.flatnonzero(np.diff(truth.indptr) > 0)], dtype=bool)
         hits = {}
-        for d in self.popularity_days:
-            pop = self.item_features[f"popularity_{d}d"]
+        for d in (*self.popularity_days, ALL_TIME):
+            pop = self._popularity_over(d)
             top = np.argsort(-pop, kind="stable")[:k]
             hits[d] = int(rows[:, top[pop[top] > 0]].sum())  # an untouched item is no prediction
         return hits
 
-    def _best_fallback(self, hits: dict[int, int], k: int = 10) -> int | None:
+    def _best_fallback(self, hits: dict[float, int], k: int = 10) -> float | None:
         """The popularity window whose top ``k`` held the most truths over all the ranker's
         learning windows (pooled: one week of a small shop holds too few to choose on);
         ties: the ranker's window (None), else the shorter."""
         top = max(hits.values(), default=0)
         window = self.window // DAY
         best = None if top == 0 or hits.get(window) == top else min(d for d in hits if hits[d] == top)
-        log.info("fallback popularity window: %d days (truths in each window's top %d, pooled: %s)",
-                 best or window, k, hits)
+        log.info("fallback popularity window: %s (truths in each window's top %d, pooled: %s)",
+                 "all time" if best == ALL_TIME else f"{best or window} days", k, hits)
         return best
 
     def recommend(self, past: Sequences, users: np.ndarray, seen: sp.csr_matrix, at: int, n: int,

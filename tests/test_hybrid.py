@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from nightrecs.models.baselines import top_n
+from nightrecs.models.baselines import EASE, top_n
 from nightrecs.models.data import Sequences, holdout, interactions, token
 from nightrecs.models.evaluation import per_user
-from nightrecs.models.hybrid import Hybrid, ItemAttributes
+from nightrecs.models.hybrid import ALL_TIME, Hybrid, ItemAttributes
 from nightrecs.models.retrieval import build_index
 from nightrecs.models.seqrec import ModelConfig, Recommender, TrainConfig
 
@@ -133,5 +133,53 @@ def test_a_sparse_shop_falls_back_on_a_longer_popularity_window():
     rec = Recommender(ModelConfig(n_items=N_ITEMS, text_dim=8, dim=16, layers=1, max_len=12), TrainConfig(epochs=1),
                       np.random.default_rng(1).normal(size=(N_ITEMS, 8)).astype(np.float32))
     hybrid = Hybrid(rec, N_ITEMS, depth=20).fit(seqs, at)
-    assert hybrid.fallback_days is not None and hybrid.fallback_days > 7
+    assert hybrid.fallback_days is not None and hybrid.fallback_days > 7  # a longer window, or all time
+    assert set(hybrid.fallback_order()[0][:5].tolist()) == {0, 1, 2, 3, 4}
+
+
+def test_ease_scores_every_candidate_within_its_item_budget():
+    """EASE is fitted on the ``ease_items`` most touched items only (its solve is cubic in
+    items); every candidate, whichever source proposed it, gets its EASE score for the
+    user, NaN outside those items; EASE's own candidates are its best-scored unseen items."""
+    seqs = daily_walks()
+    rec = Recommender(ModelConfig(n_items=N_ITEMS, text_dim=8, dim=16, layers=1, max_len=12), TrainConfig(epochs=1),
+                      np.random.default_rng(1).normal(size=(N_ITEMS, 8)).astype(np.float32))
+    at = T0 + 12 * DAY
+    hybrid = Hybrid(rec, N_ITEMS, depth=5, ease_items=30).fit(seqs, at)
+    history = interactions(seqs, N_ITEMS)
+    counts = np.asarray(history.sum(0)).ravel()
+    assert len(hybrid.ease_cols) == 30 and counts[hybrid.ease_cols].min() >= np.sort(counts)[-30]
+    expected = np.asarray(history[:, hybrid.ease_cols] @ EASE(200.0).fit(history[:, hybrid.ease_cols]).weights)
+    users = np.array([3, 4, 5])
+    c = hybrid._candidates(seqs, history, users, history, at, build_index(hybrid.items, len(users)))
+    f = {n: c.features[:, k] for k, n in enumerate(c.names)}
+    pos = hybrid.ease_pos[c.item]
+    assert np.isnan(f["ease"][pos < 0]).all() and (pos < 0).any()
+    assert np.allclose(f["ease"][pos >= 0], expected[users[c.row[pos >= 0]], pos[pos >= 0]], atol=1e-5)
+    for r, u in enumerate(users):
+        own = c.item[(c.row == r) & (f["ease_rr"] > 0)]
+        unseen = np.setdiff1d(np.flatnonzero(expected[u] > 0), history[u, hybrid.ease_cols].indices)
+        best = hybrid.ease_cols[unseen[np.argsort(-expected[u, unseen], kind="stable")[:5]]]
+        assert set(own) == set(best)
+
+
+def test_the_fallback_can_be_all_time_popularity():
+    """What everyone took in the shop's first year, nobody took in the last one (only stray
+    touches of items 50-55); new users in the last weeks take those classics again. Only
+    all-time popularity lists them for the first of those users, so the choice, pooled over
+    the learning windows, is all time, and the fallback lists the classics first."""
+    at = T0 + 800 * DAY
+    users, items, ts = [], [], []
+    for u in range(100):
+        users.append(u), items.append(u % 5), ts.append(T0 + 3 * u * DAY)
+    for k in range(30):
+        users.append(100 + k), items.append(50 + k % 6), ts.append(T0 + (450 + 10 * k) * DAY)
+    for u in range(130, 160):
+        users.append(u), items.append(u % 5), ts.append(at - 3 * DAY - (u - 130) // 10 * 7 * DAY)
+    seqs = Sequences.from_events(np.array(users), np.array(items), np.full(len(users), token("click")),
+                                 np.array(ts), 160)
+    rec = Recommender(ModelConfig(n_items=N_ITEMS, text_dim=8, dim=16, layers=1, max_len=12), TrainConfig(epochs=1),
+                      np.random.default_rng(1).normal(size=(N_ITEMS, 8)).astype(np.float32))
+    hybrid = Hybrid(rec, N_ITEMS, depth=20).fit(seqs, at)
+    assert hybrid.fallback_days == ALL_TIME
     assert set(hybrid.fallback_order()[0][:5].tolist()) == {0, 1, 2, 3, 4}
