@@ -134,8 +134,9 @@ class Hybrid:
 
     def _window_counts(self, users: np.ndarray) -> np.ndarray:
         if self._in_window is None:
-            days = self.window if self.fallback_days is None else self.fallback_days * DAY
-            self._in_window = interactions(self.past, self.n_items, since=self.at - days)
+            days = self.window // DAY if self.fallback_days is None else self.fallback_days
+            since = None if days == ALL_TIME else self.at - days * DAY
+            self._in_window = interactions(self.past, self.n_items, since=since)
         return np.log1p(np.asarray(self._in_window[users].sum(0)).ravel())
 
     def _popular(self, users: np.ndarray, seen: sp.csr_matrix, source: str = "trending") -> tuple[np.ndarray, np.ndarray]:

@@ -183,3 +183,5 @@ def test_the_fallback_can_be_all_time_popularity():
     hybrid = Hybrid(rec, N_ITEMS, depth=20).fit(seqs, at)
     assert hybrid.fallback_days == ALL_TIME
     assert set(hybrid.fallback_order()[0][:5].tolist()) == {0, 1, 2, 3, 4}
+    first_year = hybrid.fallback_order(among=np.arange(100))  # a segment of the first year's users
+    assert set(first_year[0][:5].tolist()) == {0, 1, 2, 3, 4} and first_year[1][4] > 0
