@@ -90,10 +90,20 @@ def test_holdout_splits_warm_and_cold_users():
 
 
 def test_gate_rule():
-    assert gate({"ndcg": 0.10}, None, "ndcg", 0.1)[0]
-    assert gate({"ndcg": 0.091}, {"ndcg": 0.10}, "ndcg", 0.1)[0]
-    passed, verdict = gate({"ndcg": 0.089}, {"ndcg": 0.10}, "ndcg", 0.1)
-    assert not passed and "candidate 0.0890, champion 0.1000" in verdict
+    """Blocked: below the floor and the paired interval below zero; a drop as large on a
+    handful of users, or one within the tolerance, passes."""
+    rng = np.random.default_rng(0)
+    champ = rng.random(2_000) * 0.2  # per-user NDCG, mean about 0.10
+    assert gate(champ, None, "ndcg", 0.1)[0]
+    assert gate(champ * 0.91, champ, "ndcg", 0.1)[0]  # within the tolerance
+    passed, verdict = gate(champ * 0.89, champ, "ndcg", 0.1)
+    assert not passed and f"candidate {np.mean(champ) * 0.89:.4f}, champion {np.mean(champ):.4f}" in verdict
+    assert "on 2000 users" in verdict
+    few = np.array([0.0, 0.0, 0.5, 0.0])  # one hit of four users: noise, not a regression
+    passed, verdict = gate(np.zeros(4), few, "ndcg", 0.1)
+    assert passed and "candidate 0.0000, champion 0.1250" in verdict and "on 4 users" in verdict
+    with_nan = np.array([np.nan, 0.1, 0.2])  # a user without truth counts for neither
+    assert "on 2 users" in gate(with_nan, with_nan, "ndcg", 0.1)[1]
 
 
 def test_worse_run_is_blocked_unless_forced(shop):
