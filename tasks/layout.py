@@ -273,7 +273,8 @@ class RunConfig:
     gate_metric: str = setting("ndcg", "Warm-user metric the publish gate compares.",
                                choices=("ndcg", "recall", "hr", "mrr"))
     gate_tolerance: float = setting(0.1, "Block publishing when the gate metric falls below the "
-                                    "champion's times (1 - this).", minimum=0, maximum=1)
+                                    "champion's times (1 - this) and the paired 95% interval of the per-user "
+                                    "difference lies below zero.", minimum=0, maximum=1)
     force_publish: bool = setting(False, "Publish even when the evaluation gate blocks (the report says so).")
     promote: bool = setting(False, "Point LATEST at this run even when the current one has a later run date "
                             "(a backfill publishes its run and leaves LATEST unless this is set).")
