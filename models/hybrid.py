@@ -59,6 +59,7 @@ class Hybrid:
                  ease_items: int = 2_000, ease_l2: float = 200.0, model_until: int | None = None, seed: int = 0):
         self.rec, self.n_items, self.depth, self.window = rec, n_items, depth, window_days * DAY
         self.fit_windows, self.popularity_days = fit_windows, popularity_days
+        self.fallback_windows = (*popularity_days, ALL_TIME)  # what the fallback may count over, in days
         self.attributes = attributes or ItemAttributes()
         self.fit_users, self.max_windows, self.recent_items = fit_users, max_windows, recent_items
         self.co_users, self.co_items, self.co_events = co_users, co_items, co_events
@@ -213,7 +214,7 @@ class Hybrid:
 
     def fit(self, seqs: Sequences, at: int) -> "Hybrid":
         feats, ys, n_users = [], [], 0
-        hits = dict.fromkeys((*self.popularity_days, ALL_TIME), 0)
+        hits = dict.fromkeys(self.fallback_windows, 0)
         per_window = max(1, self.fit_users // self.fit_windows)
         for w in range(self.max_windows):
             if w >= self.fit_windows and n_users >= self.fit_users:
@@ -246,7 +247,7 @@ class Hybrid:
         learning window its top ``k`` as of the window's start (the last ``update``) holds."""
         rows = sp.csr_matrix(truth[np.flatnonzero(np.diff(truth.indptr) > 0)], dtype=bool)
         hits = {}
-        for d in (*self.popularity_days, ALL_TIME):
+        for d in self.fallback_windows:
             pop = self._popularity_over(d)
             top = np.argsort(-pop, kind="stable")[:k]
             hits[d] = int(rows[:, top[pop[top] > 0]].sum())  # an untouched item is no prediction
