@@ -108,3 +108,20 @@ def interactions(seqs: Sequences, n_items: int, since: int | None = None, positi
     m = sp.csr_matrix((np.ones(int(keep.sum())), (user[keep], item[keep])), shape=(len(seqs.items), n_items))
     m.data[:] = 1.0
     return m
+
+
+def values_at(m: sp.spmatrix, rows: np.ndarray, cols: np.ndarray, at_once: int = 2 ** 24) -> np.ndarray:
+    """``m[rows, cols]`` for many pairs, through dense blocks of rows (at most ``at_once``
+    entries each): scipy's own pair lookup scans each row when the pairs are fewer than a
+    tenth of the stored entries, which made it a fifth of ``recommend``'s time (20x slower)."""
+    m = sp.csr_matrix(m)
+    order = np.argsort(rows, kind="stable")
+    r, c = np.asarray(rows)[order], np.asarray(cols)[order]
+    out = np.zeros(len(order), dtype=m.dtype)
+    step = max(1, at_once // max(m.shape[1], 1))
+    bounds = np.searchsorted(r, np.arange(0, m.shape[0] + step, step))
+    for k, start in enumerate(range(0, m.shape[0], step)):
+        lo, hi = bounds[k], bounds[k + 1]
+        if hi > lo:
+            out[order[lo:hi]] = m[start:start + step].toarray()[r[lo:hi] - start, c[lo:hi]]
+    return out

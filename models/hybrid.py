@@ -32,7 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from nightrecs.models.baselines import EASE, CoOccurrence, top_n
-from nightrecs.models.data import DISLIKE, Sequences, holdout, interactions
+from nightrecs.models.data import DISLIKE, Sequences, holdout, interactions, values_at
 from nightrecs.models.progress import progress
 from nightrecs.models.ranking import Candidates, Ranker, labels, merge, top_k
 from nightrecs.models.retrieval import build_index, top_k_excluding
@@ -191,7 +191,7 @@ class Hybrid:
         recent.data[:] = 1.0
         last = np.array([past.ts[u][-1] if len(past.ts[u]) else np.nan for u in users], dtype=float)
         pair = {"co_occurrence_mean": co[c.row, c.item] / np.maximum(n_mine[c.row], 1),
-                "co_occurrence_recent": np.asarray((recent @ self.co.similarity).tocsr()[c.row, c.item]).ravel()
+                "co_occurrence_recent": values_at(recent @ self.co.similarity, c.row, c.item)
                 / np.maximum(np.diff(recent.indptr)[c.row], 1)}
         pos, pair["ease"] = self.ease_pos[c.item], np.full(len(c.row), np.nan)
         pair["ease"][pos >= 0] = ease[c.row[pos >= 0], pos[pos >= 0]]

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from nightrecs.models.data import values_at
+
 
 @dataclass
 class Candidates:
@@ -55,7 +57,7 @@ def merge(sources: dict[str, tuple[np.ndarray, np.ndarray]], item_features: dict
 def labels(c: Candidates, truth: sp.csr_matrix) -> np.ndarray:
     """1 where the candidate item is in that user's held-out items (``truth`` rows follow
     the request's user order)."""
-    return np.asarray(sp.csr_matrix(truth, dtype=bool)[c.row, c.item]).ravel().astype(np.int8)
+    return (values_at(truth, c.row, c.item) > 0).astype(np.int8)
 
 
 class Ranker:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
-from nightrecs.models.data import DISLIKE, Sequences, holdout, interactions, token
+from nightrecs.models.data import DISLIKE, Sequences, holdout, interactions, token, values_at
 from nightrecs.models.seqrec import make_batch
 
 CLICK, BUY = token("click"), token("purchase")
@@ -36,3 +37,15 @@ def test_dislikes_are_history_but_never_positives():
     batch = make_batch(s, [(0, 4)], max_len=4)
     targets = batch.targets[0][batch.targets[0] > 0].tolist()
     assert targets == [3]  # next items 1 (disliked), 2, 3 (disliked): only item 2 (1-based 3) is a target
+
+
+def test_values_at_reads_stored_and_absent_pairs_in_any_order_and_block_size():
+    rng = np.random.default_rng(0)
+    m = sp.random(50, 40, 0.2, format="csr", random_state=1)
+    m = (m @ sp.random(40, 40, 0.1, format="csr", random_state=2)).tocsr()  # a product: unsorted columns
+    rows, cols = rng.integers(0, 50, 3000), rng.integers(0, 40, 3000)
+    want = m.toarray()[rows, cols]
+    assert (want != 0).any() and (want == 0).any()
+    for at_once in (1, 77, 40 * 50, 2 ** 24):
+        np.testing.assert_array_equal(values_at(m, rows, cols, at_once), want)
+    assert values_at(sp.csr_matrix((3, 0)), np.zeros(0, int), np.zeros(0, int)).shape == (0,)
