@@ -65,10 +65,13 @@ class Ranker:
     they need no scaling, route missing values, and learn how user features (history
     length, days since the last visit) change what item features are worth, which a linear
     model cannot; on MovieLens that was worth NDCG@10 0.061 against 0.044 for a logistic
-    regression on the same features. With no positive or no negative example to learn
-    from, it falls back to the first feature column's order."""
+    regression on the same features. 100 trees at a learning rate of 0.1 rather than 200 at
+    0.05: half the scoring cost, which is most of the per-user time, and on 6 MovieLens dev
+    cutoffs NDCG@10 0.089 against 0.070 (43 users, interval [-0.015, +0.059]). With no
+    positive or no negative example to learn from, it falls back to the first feature
+    column's order."""
 
-    def __init__(self, trees: int = 200, learning_rate: float = 0.05, leaves: int = 15, seed: int = 0) -> None:
+    def __init__(self, trees: int = 100, learning_rate: float = 0.1, leaves: int = 15, seed: int = 0) -> None:
         self.params = dict(max_iter=trees, learning_rate=learning_rate, max_leaf_nodes=leaves,
                            early_stopping=False, random_state=seed)
         self.model = None
