@@ -25,7 +25,8 @@ def top_n(scores: np.ndarray, n: int, seen: sp.csr_matrix | None = None) -> tupl
         return np.full((len(scores), n), -1, np.int64), np.full((len(scores), n), -np.inf)
     # the n-th best value per row; everything above it is in, and of the items tied with
     # it, the lowest indices fill the remaining places (argpartition alone picks any)
-    kth = -np.partition(-scores, n_eff - 1, axis=1)[:, n_eff - 1:n_eff]
+    cut = scores.shape[1] - n_eff
+    kth = np.partition(scores, cut, axis=1)[:, cut:cut + 1]
     above = scores > kth
     tied = scores == kth
     room = n_eff - above.sum(1, keepdims=True)
