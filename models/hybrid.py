@@ -213,7 +213,7 @@ class Hybrid:
         return Candidates(c.row, c.item, features, c.names + list(pair))
 
     def fit(self, seqs: Sequences, at: int) -> "Hybrid":
-        feats, ys, n_users = [], [], 0
+        feats, ys, groups, n_users = [], [], [], 0
         hits = dict.fromkeys(self.fallback_windows, 0)
         per_window = max(1, self.fit_users // self.fit_windows)
         for w in range(self.max_windows):
@@ -234,9 +234,11 @@ class Hybrid:
                                      build_index(self.items, len(users)))
             feats.append(cands.features)
             ys.append(labels(cands, h.truth[users]))
+            groups.append(n_users + cands.row)  # one list per user and window
             n_users += len(users)
         y = np.concatenate(ys) if ys else np.zeros(0, np.int8)
-        self.ranker.fit(np.concatenate(feats) if feats else np.zeros((0, 1)), y)
+        self.ranker.fit(np.concatenate(feats) if feats else np.zeros((0, 1)), y,
+                        np.concatenate(groups) if groups else np.zeros(0, np.int64))
         self.fallback_days = self._best_fallback(hits)
         log.info("ranker fitted on %d candidates of %d users in %d windows (%d positives)", len(y), n_users,
                  len(feats), int(y.sum()))

@@ -76,6 +76,26 @@ def test_ranker_learns_how_a_user_feature_changes_what_an_item_feature_is_worth(
     assert np.isfinite(ranker.score(np.array([[0.5, np.nan, 1.0]]))).all()
 
 
+def test_every_user_weighs_the_same_however_many_candidates_and_positives_they_have():
+    """Ten heavy users with 2,000 candidates each take half of them, those that feature
+    ``a`` points to; two hundred light users with 20 candidates take one each, the one
+    feature ``b`` points to. Pooled row by row, the heavy users decide and ``a`` wins; per
+    user, ``b`` serves most users and must win."""
+    rng = np.random.default_rng(0)
+    rows, feats, ys = [], [], []
+    for g in range(260):
+        n = 2_000 if g < 10 else 20
+        a, b = rng.random(n), rng.random(n)
+        y = (a > 0.5) if g < 10 else (b == b.max()) if g < 210 else np.zeros(n, bool)  # the last 50: no positive
+        rows.append(np.full(n, g)), feats.append(np.column_stack([a, b])), ys.append(y.astype(np.int8))
+    features, y, groups = np.concatenate(feats), np.concatenate(ys), np.concatenate(rows)
+    test = np.array([[0.9, 0.5], [0.1, 0.99]])  # item 0: a's pick, item 1: b's pick
+    pooled = Ranker().fit(features, y).score(test)
+    per_user = Ranker().fit(features, y, groups).score(test)
+    assert pooled[0] > pooled[1] and per_user[1] > per_user[0]
+    assert np.array_equal(Ranker().fit(features, y, groups + 7).score(test), per_user)  # any group labels
+
+
 def test_top_k_orders_per_user_breaks_ties_by_item_and_pads():
     c = merge(two_sources(), {})
     scores = np.array([1.0, 1.0, 3.0, 0.2])  # rows in (user, item) order: (0,1) (0,2) (0,3) (1,0)
