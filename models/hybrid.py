@@ -51,6 +51,18 @@ class ItemAttributes:
     log_price: np.ndarray | None = None  # NaN unknown
 
 
+@dataclass
+class LearningSet:
+    """The ranker's examples: candidate rows of every learning window, stacked."""
+
+    features: np.ndarray
+    y: np.ndarray  # 1: the user took the item in the window
+    groups: np.ndarray  # one id per (user, window): the list a row belongs to
+    fallback_hits: dict[float, int]  # per popularity window: truths its top 10 held
+    users: int
+    windows: int
+
+
 class Hybrid:
     def __init__(self, rec: Recommender, n_items: int, depth: int = 100, window_days: int = 7,
                  fit_windows: int = 4, popularity_days: tuple[int, ...] = (1, 7, 28, 91, 365),
@@ -213,6 +225,17 @@ class Hybrid:
         return Candidates(c.row, c.item, features, c.names + list(pair))
 
     def fit(self, seqs: Sequences, at: int) -> "Hybrid":
+        s = self.learning_set(seqs, at)
+        self.ranker.fit(s.features, s.y, s.groups)
+        self.fallback_days = self._best_fallback(s.fallback_hits)
+        log.info("ranker fitted on %d candidates of %d users in %d windows (%d positives)", len(s.y), s.users,
+                 s.windows, int(s.y.sum()))
+        return self.update(seqs, at)
+
+    def learning_set(self, seqs: Sequences, at: int) -> "LearningSet":
+        """The ranker's examples from the learning windows before ``at`` (see the module
+        docstring), and what each popularity window's top 10 held of their truths; leaves
+        the hybrid updated to the oldest window's start."""
         feats, ys, groups, n_users = [], [], [], 0
         hits = dict.fromkeys(self.fallback_windows, 0)
         per_window = max(1, self.fit_users // self.fit_windows)
@@ -236,13 +259,9 @@ class Hybrid:
             ys.append(labels(cands, h.truth[users]))
             groups.append(n_users + cands.row)  # one list per user and window
             n_users += len(users)
-        y = np.concatenate(ys) if ys else np.zeros(0, np.int8)
-        self.ranker.fit(np.concatenate(feats) if feats else np.zeros((0, 1)), y,
-                        np.concatenate(groups) if groups else np.zeros(0, np.int64))
-        self.fallback_days = self._best_fallback(hits)
-        log.info("ranker fitted on %d candidates of %d users in %d windows (%d positives)", len(y), n_users,
-                 len(feats), int(y.sum()))
-        return self.update(seqs, at)
+        return LearningSet(np.concatenate(feats) if feats else np.zeros((0, 1)),
+                           np.concatenate(ys) if ys else np.zeros(0, np.int8),
+                           np.concatenate(groups) if groups else np.zeros(0, np.int64), hits, n_users, len(feats))
 
     def _fallback_hits(self, truth: sp.csr_matrix, k: int = 10) -> dict[float, int]:
         """Per popularity window (of ``popularity_days``, and all time): how many (user, item) truths of a
