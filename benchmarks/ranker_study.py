@@ -1,6 +1,6 @@
 """The ranker's learning on many MovieLens cutoffs: ways to fit it, side by side on the same examples.
 
-    python benchmarks/ranker_study.py                    # 63 cutoffs 2000-2016, about 50 min on 2 cores
+    python benchmarks/ranker_study.py                    # 62 cutoffs 2000-2016, about 50 min on 2 cores
     python benchmarks/ranker_study.py --start 2005-01-01 --end 2006-01-01 --step-days 28
 
 The quality study runs whole nights and so affords 10 cutoffs (80 warm users, an interval

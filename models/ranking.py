@@ -74,8 +74,9 @@ class Ranker:
     positives share one unit of weight and their negatives another. Pooled unweighted, the
     few heavy users with many candidates and positives decide the splits. On 63 MovieLens
     cutoffs (2000-2016, 340 warm users, the hybrid without the two-tower model) NDCG@10 rose
-    from 0.0399 to 0.0530 ([+0.004, +0.023]); leaving out users with no positive instead
-    gave 0.0494; on whole nights with the model (the carried 2006 study) 0.0332 against
+    from 0.0399 to 0.0530 ([+0.004, +0.023]) in the first, cached harness, and from 0.0392 to
+    0.0458 ([-0.002, +0.015]; 1.34x EASE) in ``benchmarks/ranker_study.py`` itself (62 cutoffs,
+    327 users); leaving out users with no positive instead gave 0.0494; on whole nights with the model (the carried 2006 study) 0.0332 against
     0.0307, within noise (benchmarks/RESULTS.md). With no positive or no negative example to learn
     from, it falls back to the first feature column's order."""
 
