@@ -76,9 +76,10 @@ class Ranker:
     cutoffs (2000-2016, 340 warm users, the hybrid without the two-tower model) NDCG@10 rose
     from 0.0399 to 0.0530 ([+0.004, +0.023]) in the first, cached harness, and from 0.0392 to
     0.0458 ([-0.002, +0.015]; 1.34x EASE) in ``benchmarks/ranker_study.py`` itself (62 cutoffs,
-    327 users); leaving out users with no positive instead gave 0.0494; on whole nights with the model (the carried 2006 study) 0.0332 against
-    0.0307, within noise (benchmarks/RESULTS.md). With no positive or no negative example to learn
-    from, it falls back to the first feature column's order."""
+    327 users); leaving out users with no positive instead gave 0.0494; on whole nights with
+    the model (the carried 2006 study) 0.0332 against 0.0307, within noise
+    (benchmarks/RESULTS.md). With no positive or no negative example to learn from, it
+    falls back to the first feature column's order."""
 
     def __init__(self, trees: int = 100, learning_rate: float = 0.1, leaves: int = 15, seed: int = 0) -> None:
         self.params = dict(max_iter=trees, learning_rate=learning_rate, max_leaf_nodes=leaves,
