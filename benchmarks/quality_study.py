@@ -169,7 +169,9 @@ class Pipeline:
     the ones served (after a blocked or failed run, the previous ones). ``fresh``: a new data
     root per cutoff, holding every day before it (a shop's first night); ``carried``: one
     root that gets the new days night after night (warm start, the champion gate).
-    ``cli``: the command to run (another checkout's, to measure it the same way)."""
+    ``cli``: the command to run (another checkout's, to measure it the same way). A fresh
+    night that passed keeps its served lists under ``work/fresh/kept/<date>``, so a study
+    longer than a sitting resumes: rerun it with the same ``--work`` and the same code."""
 
     def __init__(self, data: Interactions, mode: str, work: Path, cli: list[str], env: dict[str, str]) -> None:
         self.data, self.mode, self.work, self.cli, self.env = data, mode, work / mode, cli, env
@@ -184,6 +186,11 @@ class Pipeline:
         from nightrecs.tasks.movielens import import_movielens
         from nightrecs.tasks.storage import open_root
 
+        kept = self.work / "kept" / date
+        if self.mode == "fresh" and (kept / "night.json").exists():
+            self.log.append(json.loads((kept / "night.json").read_text()))
+            log.info("fresh night %s: kept from an earlier run (%s)", date, kept)
+            return self._lists(kept / "served.jsonl")
         root = self.work / date if self.mode == "fresh" else self.work / "root"
         import_movielens(open_root(root), since=None if self.mode == "fresh" else self.last, before=date)
         t = time.perf_counter()
@@ -196,17 +203,27 @@ class Pipeline:
         self.log.append({"date": date, "rc": run.returncode, "seconds": round(seconds),
                          "error": run.stderr.strip().splitlines()[-1][:300] if run.returncode else ""})
         log.info("%s night %s: rc %d in %.0f s %s", self.mode, date, run.returncode, seconds, self.log[-1]["error"])
+        lists = self._lists(out if export.returncode == 0 else None)
+        if self.mode == "fresh":
+            if run.returncode == 0 and export.returncode == 0:
+                kept.mkdir(parents=True, exist_ok=True)
+                shutil.copy(out, kept / "served.jsonl")
+                (kept / "night.json").write_text(json.dumps(self.log[-1]))
+            shutil.rmtree(root, ignore_errors=True)
+        self.last = date
+        return lists
+
+    def _lists(self, served: Path | None) -> np.ndarray:
+        """The top K of each user's exported list (``served``: ``recs export``'s file;
+        None: nothing served), as rows of item indices padded with -1."""
         lists = np.full((self.data.n_users, K), -1, np.int64)
-        if export.returncode == 0:
+        if served is not None:
             user_row = {u: i for i, u in enumerate(self.data.user_ids)}
             item_row = {m: i for i, m in enumerate(self.data.item_ids)}
-            for line in out.read_text().splitlines():
+            for line in served.read_text().splitlines():
                 row = json.loads(line)
                 ids = [item_row[i["item_id"]] for i in row["items"][:K]]
                 lists[user_row[row["user_id"]], :len(ids)] = ids
-        if self.mode == "fresh":
-            shutil.rmtree(root, ignore_errors=True)
-        self.last = date
         return lists
 
     def __call__(self, cut: Cutoff, users: np.ndarray) -> np.ndarray:
@@ -263,6 +280,8 @@ def compare(results: dict[str, dict[str, np.ndarray]], cuts: list[Cutoff], users
     """Each nightrecs mode against the best baseline: paired difference, its interval, the
     ratio, and on how many cutoffs it is ahead."""
     baselines = [n for n in results if not n.startswith("nightrecs")]
+    if not baselines:
+        return
     best = max(baselines, key=lambda n: np.nanmean(results[n]["ndcg"]))
     sizes = [len(getattr(c, users)) for c in cuts]
     bounds = np.cumsum([0, *sizes])
