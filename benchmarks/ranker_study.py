@@ -38,6 +38,7 @@ VARIANTS: dict[str, Callable[[LearningSet], Ranker]] = {
     "per user 100 trees of 15 leaves": lambda s: Ranker(trees=100, leaves=15).fit(s.features, s.y, s.groups),
     "per user 20 trees of 4 leaves": lambda s: Ranker(trees=20, leaves=4).fit(s.features, s.y, s.groups),
 }
+EASE, RECENT = "ease (l2=200)", "recent popularity (90 days)"  # the baselines, on the same users
 NEVER = 2**62  # the model's training cut: never reached, so its features stay unknown
 
 _DATA: Interactions | None = None
@@ -73,8 +74,8 @@ def one_cutoff(args: tuple[str, int, float, list[str]]) -> dict[str, np.ndarray]
     for name in rankers:
         hybrid.ranker = VARIANTS[name](learning)
         out[name] = per_user(hybrid.recommend(past, cut.warm, seen, at, K)[0], truth)["ndcg"]
-    out["ease (l2=200)"] = per_user(ease(200.0)(cut, cut.warm), truth)["ndcg"]
-    out["recent popularity (90 days)"] = per_user(recent_popularity(90)(cut, cut.warm), truth)["ndcg"]
+    out[EASE] = per_user(ease(200.0)(cut, cut.warm), truth)["ndcg"]
+    out[RECENT] = per_user(recent_popularity(90)(cut, cut.warm), truth)["ndcg"]
     log.info("%s: %d warm users, %d learning rows in %d windows", date, len(cut.warm), len(learning.y),
              learning.windows)
     return out
@@ -90,6 +91,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rankers", default=",".join(VARIANTS), help=f"comma-separated, of: {', '.join(VARIANTS)}")
     p.add_argument("--workers", type=int, default=2)
     a = p.parse_args(argv)
+    if unknown := set(a.rankers.split(",")) - set(VARIANTS):
+        p.error(f"--rankers: no variant named {sorted(unknown)}; the variants: {', '.join(VARIANTS)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("nightrecs").setLevel(logging.WARNING)
     dates = np.arange(np.datetime64(a.start, "D"), np.datetime64(a.end, "D"), np.timedelta64(a.step_days, "D"))
@@ -98,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
         parts = [r for r in pool.imap(one_cutoff, jobs) if r]
     scores = {name: np.concatenate([r[name] for r in parts]) for name in parts[0]}
     first = next(iter(scores))
-    best_baseline = max(("ease (l2=200)", "recent popularity (90 days)"), key=lambda n: np.nanmean(scores[n]))
+    best_baseline = max((EASE, RECENT), key=lambda n: np.nanmean(scores[n]))
     print(f"\n{len(parts)} cutoffs from {a.start} every {a.step_days} days, {len(scores[first])} warm (cutoff, user) "
           f"pairs, NDCG@{K}; intervals: paired bootstrap 95%\n")
     print(f"| method | NDCG@{K} | vs {best_baseline} | - {first} |")
