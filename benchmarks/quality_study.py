@@ -192,6 +192,8 @@ class Pipeline:
             log.info("fresh night %s: kept from an earlier run (%s)", date, kept)
             return self._lists(kept / "served.jsonl")
         root = self.work / date if self.mode == "fresh" else self.work / "root"
+        if self.mode == "fresh":
+            shutil.rmtree(root, ignore_errors=True)  # a night cut short in an earlier sitting starts over
         import_movielens(open_root(root), since=None if self.mode == "fresh" else self.last, before=date)
         t = time.perf_counter()
         run = self._nightrecs("run", "--root", str(root), "--date", date, "--top-n", "20")
