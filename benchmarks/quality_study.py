@@ -169,9 +169,11 @@ class Pipeline:
     the ones served (after a blocked or failed run, the previous ones). ``fresh``: a new data
     root per cutoff, holding every day before it (a shop's first night); ``carried``: one
     root that gets the new days night after night (warm start, the champion gate).
-    ``cli``: the command to run (another checkout's, to measure it the same way). A fresh
-    night that passed keeps its served lists under ``work/fresh/kept/<date>``, so a study
-    longer than a sitting resumes: rerun it with the same ``--work`` and the same code."""
+    ``cli``: the command to run (another checkout's, to measure it the same way). Each
+    finished night keeps its served lists under ``work/<mode>/kept/<date>`` (fresh: only a
+    night that passed), so a study longer than a sitting resumes: rerun it with the same
+    ``--work`` and the same code. A carried night cut short is run again on the same root,
+    as a shop reruns a crashed night."""
 
     def __init__(self, data: Interactions, mode: str, work: Path, cli: list[str], env: dict[str, str]) -> None:
         self.data, self.mode, self.work, self.cli, self.env = data, mode, work / mode, cli, env
@@ -187,10 +189,11 @@ class Pipeline:
         from nightrecs.tasks.storage import open_root
 
         kept = self.work / "kept" / date
-        if self.mode == "fresh" and (kept / "night.json").exists():
+        if (kept / "night.json").exists():
             self.log.append(json.loads((kept / "night.json").read_text()))
-            log.info("fresh night %s: kept from an earlier run (%s)", date, kept)
-            return self._lists(kept / "served.jsonl")
+            log.info("%s night %s: kept from an earlier run (%s)", self.mode, date, kept)
+            self.last = date
+            return self._lists(kept / "served.jsonl" if (kept / "served.jsonl").exists() else None)
         root = self.work / date if self.mode == "fresh" else self.work / "root"
         if self.mode == "fresh":
             shutil.rmtree(root, ignore_errors=True)  # a night cut short in an earlier sitting starts over
@@ -206,11 +209,12 @@ class Pipeline:
                          "error": run.stderr.strip().splitlines()[-1][:300] if run.returncode else ""})
         log.info("%s night %s: rc %d in %.0f s %s", self.mode, date, run.returncode, seconds, self.log[-1]["error"])
         lists = self._lists(out if export.returncode == 0 else None)
-        if self.mode == "fresh":
-            if run.returncode == 0 and export.returncode == 0:
-                kept.mkdir(parents=True, exist_ok=True)
+        if self.mode == "carried" or run.returncode == 0 and export.returncode == 0:
+            kept.mkdir(parents=True, exist_ok=True)
+            if export.returncode == 0:
                 shutil.copy(out, kept / "served.jsonl")
-                (kept / "night.json").write_text(json.dumps(self.log[-1]))
+            (kept / "night.json").write_text(json.dumps(self.log[-1]))  # last: it marks the night done
+        if self.mode == "fresh":
             shutil.rmtree(root, ignore_errors=True)
         self.last = date
         return lists
