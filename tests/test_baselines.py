@@ -30,6 +30,25 @@ def test_top_n_excludes_seen_breaks_ties_and_pads():
     assert ids.tolist() == [[300, 0, 1, 2], [7, 0, 1, 2]]
 
 
+def test_top_n_blocks_of_rows_give_the_whole_matrix_answer():
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 4, (37, 60)).astype(float)  # many ties at every cut
+    scores[5] = -np.inf
+    scores[6, :3] = 1.0
+    scores[6, 3:] = -np.inf
+    seen = sp.random(37, 60, 0.3, format="csr", random_state=1)
+    whole = top_n(scores, 25, seen, at_once=10 ** 9)
+    for at_once in (1, 60, 61, 7 * 60):
+        for got, want in zip(top_n(scores, 25, seen, at_once), whole):
+            np.testing.assert_array_equal(got, want)
+    ids, best = whole
+    assert (ids[5] == -1).all() and ids[6, 3:].tolist() == [-1] * 22
+    for row in range(37):  # the reference: a stable sort on (-score, index) of the unseen
+        s = np.where(seen[row].toarray()[0] > 0, -np.inf, scores[row])
+        ref = np.lexsort((np.arange(60), -s))[:25]
+        np.testing.assert_array_equal(ids[row], np.where(np.isfinite(s[ref]), ref, -1))
+
+
 def test_popularity_is_global_and_skips_what_the_user_has():
     model = Popularity().fit(X)
     ids, _ = model.recommend(np.array([4, 1]), X, 2)
