@@ -7,7 +7,8 @@ The quality study runs whole nights and so affords 10 cutoffs (80 warm users, an
 of about +-0.035). This runs only the hybrid, in process, on cutoffs spread over the years,
 so ranker choices can be told apart. Per cutoff the hybrid gathers its learning set from the
 weeks before (``Hybrid.learning_set``, as ``fit`` does), each variant fits a ranker on that
-same set, and the lists of the users active in the next ``--horizon-days`` days (warm users)
+same set (a variant of the hybrid's own settings, such as pruned co-occurrence, gathers its
+own set from the same weeks; by default only the ranker variants run), and the lists of the users active in the next ``--horizon-days`` days (warm users)
 are scored as in ``quality_study.py``; EASE and recent popularity on the same users for
 scale. The two-tower model is left out (its features stay unknown, as in every learning
 window before its training cut), so the figures are the ranker's, not a night's. Prints a
@@ -32,12 +33,20 @@ from quality_study import K, Interactions, cutoff_at, ease, movielens, recent_po
 
 log = logging.getLogger("ranker_study")
 
-VARIANTS: dict[str, Callable[[LearningSet], Ranker]] = {
-    "shipped (per user)": lambda s: Ranker().fit(s.features, s.y, s.groups),
-    "pooled rows": lambda s: Ranker().fit(s.features, s.y),
-    "per user 100 trees of 15 leaves": lambda s: Ranker(trees=100, leaves=15).fit(s.features, s.y, s.groups),
-    "per user 20 trees of 4 leaves": lambda s: Ranker(trees=20, leaves=4).fit(s.features, s.y, s.groups),
+def shipped(s: LearningSet) -> Ranker:
+    return Ranker().fit(s.features, s.y, s.groups)
+
+
+# name: (the hybrid's settings, which gather their own learning set unless default; the ranker)
+VARIANTS: dict[str, tuple[dict, Callable[[LearningSet], Ranker]]] = {
+    "shipped (per user)": ({}, shipped),
+    "pooled rows": ({}, lambda s: Ranker().fit(s.features, s.y)),
+    "per user 100 trees of 15 leaves": ({}, lambda s: Ranker(trees=100, leaves=15).fit(s.features, s.y, s.groups)),
+    "per user 20 trees of 4 leaves": ({}, lambda s: Ranker(trees=20, leaves=4).fit(s.features, s.y, s.groups)),
+    "co-occurrence 100 neighbours": ({"co_neighbours": 100}, shipped),
+    "co-occurrence 300 neighbours": ({"co_neighbours": 300}, shipped),
 }
+DEFAULT_RANKERS = list(VARIANTS)[:4]
 EASE, RECENT = "ease (l2=200)", "recent popularity (90 days)"  # the baselines, on the same users
 NEVER = 2**62  # the model's training cut: never reached, so its features stay unknown
 
@@ -65,19 +74,24 @@ def one_cutoff(args: tuple[str, int, float, list[str]]) -> dict[str, np.ndarray]
     text = np.random.default_rng(0).normal(size=(data.n_items, 8)).astype(np.float32)
     rec = Recommender(ModelConfig(n_items=data.n_items, text_dim=8, dim=16, layers=1, max_len=12),
                       TrainConfig(epochs=1), text)
-    hybrid = Hybrid(rec, data.n_items, model_until=NEVER)
-    learning = hybrid.learning_set(past, at)
-    hybrid.update(past, at)
     seen = interactions(past, data.n_items, positive=False)
     truth = cut.truth[cut.warm]
+    hybrids: dict[tuple, tuple[Hybrid, LearningSet]] = {}
     out = {}
     for name in rankers:
-        hybrid.ranker = VARIANTS[name](learning)
+        settings, fit = VARIANTS[name]
+        key = tuple(sorted(settings.items()))
+        if key not in hybrids:
+            hybrid = Hybrid(rec, data.n_items, model_until=NEVER, **settings)
+            learning = hybrid.learning_set(past, at)
+            hybrids[key] = hybrid.update(past, at), learning
+            log.info("%s %s: %d warm users, %d learning rows in %d windows", date, settings or "", len(cut.warm),
+                     len(learning.y), learning.windows)
+        hybrid, learning = hybrids[key]
+        hybrid.ranker = fit(learning)
         out[name] = per_user(hybrid.recommend(past, cut.warm, seen, at, K)[0], truth)["ndcg"]
     out[EASE] = per_user(ease(200.0)(cut, cut.warm), truth)["ndcg"]
     out[RECENT] = per_user(recent_popularity(90)(cut, cut.warm), truth)["ndcg"]
-    log.info("%s: %d warm users, %d learning rows in %d windows", date, len(cut.warm), len(learning.y),
-             learning.windows)
     return out
 
 
@@ -88,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--step-days", type=int, default=98)
     p.add_argument("--horizon-days", type=int, default=14)
     p.add_argument("--dislike-rating", type=float, default=2.0)
-    p.add_argument("--rankers", default=",".join(VARIANTS), help=f"comma-separated, of: {', '.join(VARIANTS)}")
+    p.add_argument("--rankers", default=",".join(DEFAULT_RANKERS), help=f"comma-separated, of: {', '.join(VARIANTS)}")
     p.add_argument("--workers", type=int, default=2)
     a = p.parse_args(argv)
     if unknown := set(a.rankers.split(",")) - set(VARIANTS):

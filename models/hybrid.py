@@ -67,14 +67,15 @@ class Hybrid:
     def __init__(self, rec: Recommender, n_items: int, depth: int = 100, window_days: int = 7,
                  fit_windows: int = 4, popularity_days: tuple[int, ...] = (1, 7, 28, 91, 365),
                  attributes: ItemAttributes | None = None, fit_users: int = 5_000, max_windows: int = 52,
-                 co_users: int = 50_000, co_items: int = 20, co_events: int = 2_000_000, recent_items: int = 20,
+                 co_users: int = 50_000, co_items: int = 20, co_events: int = 2_000_000,
+                 co_neighbours: int | None = None, recent_items: int = 20,
                  ease_items: int = 2_000, ease_l2: float = 200.0, model_until: int | None = None, seed: int = 0):
         self.rec, self.n_items, self.depth, self.window = rec, n_items, depth, window_days * DAY
         self.fit_windows, self.popularity_days = fit_windows, popularity_days
         self.fallback_windows = (*popularity_days, ALL_TIME)  # what the fallback may count over, in days
         self.attributes = attributes or ItemAttributes()
         self.fit_users, self.max_windows, self.recent_items = fit_users, max_windows, recent_items
-        self.co_users, self.co_items, self.co_events = co_users, co_items, co_events
+        self.co_users, self.co_items, self.co_events, self.co_neighbours = co_users, co_items, co_events, co_neighbours
         self.ease_items, self.ease_l2 = ease_items, ease_l2
         self.model_until = model_until
         self.rng = np.random.default_rng(seed)
@@ -88,7 +89,9 @@ class Hybrid:
 
     def update(self, past: Sequences, at: int) -> "Hybrid":
         """Co-occurrence (on at most ``co_users`` users' last items: ``co_items``, or more
-        while the total stays under ``co_events``, which bounds its cost), popularity and
+        while the total stays under ``co_events``, which bounds its cost; each item's
+        ``co_neighbours`` most similar items when set, which keeps users' scores sparse in a
+        large catalog), popularity and
         item ages as of ``at``; EASE on the same sample, over the ``ease_items`` items it
         touched most (at least twice): its solve is cubic in items, so this bounds it too."""
         self.past, self._in_window = past, None
@@ -96,7 +99,7 @@ class Hybrid:
         chosen = users if len(users) <= self.co_users else self.rng.choice(users, self.co_users, replace=False)
         per_user = max(self.co_items, self.co_events // max(len(chosen), 1))
         sample = interactions(past.tail(per_user, chosen), self.n_items)
-        self.co = CoOccurrence().fit(sample)
+        self.co = CoOccurrence(neighbours=self.co_neighbours).fit(sample)
         counts = np.asarray(sample.sum(0)).ravel()
         top = np.argsort(-counts, kind="stable")[:self.ease_items]
         self.ease_cols = np.sort(top[counts[top] >= 2])
@@ -182,9 +185,8 @@ class Hybrid:
         else:
             model = (np.full((len(users), self.depth), -1, np.int64), np.full((len(users), self.depth), -np.inf))
         mine = history[users]
-        # dense per batch: the product is dense for popular items, and np.partition beats
-        # sorting its stored entries (a sparse top-n ran 9x slower at 50k users x 20k items)
-        co = (mine @ self.co.similarity).toarray()
+        co = sp.csr_matrix(mine @ self.co.similarity)  # top_n densifies it in blocks unless sparse
+        co.sum_duplicates()  # sorted once, for top_n and values_at
         co_ids, co_scores = top_n(co, self.depth, seen[users])
         ease = np.asarray(mine[:, self.ease_cols] @ self.ease)  # dense (users, EASE's items)
         e_ids, e_scores = top_n(np.where(ease > 0, ease, -np.inf), self.depth, seen[users][:, self.ease_cols])
@@ -202,7 +204,7 @@ class Hybrid:
         recent.sum_duplicates()
         recent.data[:] = 1.0
         last = np.array([past.ts[u][-1] if len(past.ts[u]) else np.nan for u in users], dtype=float)
-        pair = {"co_occurrence_mean": co[c.row, c.item] / np.maximum(n_mine[c.row], 1),
+        pair = {"co_occurrence_mean": values_at(co, c.row, c.item) / np.maximum(n_mine[c.row], 1),
                 "co_occurrence_recent": values_at(recent @ self.co.similarity, c.row, c.item)
                 / np.maximum(np.diff(recent.indptr)[c.row], 1)}
         pos, pair["ease"] = self.ease_pos[c.item], np.full(len(c.row), np.nan)

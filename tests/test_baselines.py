@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from nightrecs.models.baselines import ALS, EASE, CoOccurrence, Popularity, top_n
+from nightrecs.models.baselines import ALS, EASE, CoOccurrence, Popularity, keep_top, top_n
 
 # users x items: items 0 and 1 always go together, item 2 is popular, item 4 is never seen
 X = sp.csr_matrix(np.array([
@@ -47,6 +47,38 @@ def test_top_n_blocks_of_rows_give_the_whole_matrix_answer():
         s = np.where(seen[row].toarray()[0] > 0, -np.inf, scores[row])
         ref = np.lexsort((np.arange(60), -s))[:25]
         np.testing.assert_array_equal(ids[row], np.where(np.isfinite(s[ref]), ref, -1))
+
+
+@pytest.mark.parametrize("density", [0.03, 0.5])  # picked per row / densified in blocks
+def test_top_n_of_sparse_scores_is_the_dense_answer(density):
+    scores = sp.random(40, 300, density, format="lil", random_state=3)
+    scores[7] = 0.0  # a row with nothing stored
+    scores = scores.tocsr()
+    scores.data = np.round(scores.data * 3)  # ties, and stored zeros (absent entries score 0)
+    seen = sp.random(40, 300, 0.1, format="lil", random_state=4)
+    seen[8, :295] = 1.0  # fewer unseen items than places
+    seen = seen.tocsr()
+    for n in (5, 60):
+        for got, want in zip(top_n(scores, n, seen), top_n(scores.toarray(), n, seen)):
+            np.testing.assert_array_equal(got, want)
+    assert (top_n(scores, 60, seen)[0][8, 5:] == -1).all()
+    with pytest.raises(ValueError, match=">= 0"):
+        top_n(-scores, 5)
+
+
+def test_keep_top_keeps_each_rows_largest_and_the_lower_columns_on_ties():
+    m = sp.random(30, 50, 0.4, format="csr", random_state=5)
+    m.data = np.ceil(m.data * 4)
+    kept = keep_top(m, 6).toarray()
+    for r, row in enumerate(m.toarray()):
+        stored = np.flatnonzero(row)
+        want = stored[np.lexsort((stored, -row[stored]))][:6]
+        assert set(np.flatnonzero(kept[r])) == set(want.tolist())
+        np.testing.assert_array_equal(kept[r, want], row[want])
+    model = CoOccurrence(neighbours=1).fit(X)
+    assert (np.diff(model.similarity.indptr) <= 1).all()
+    ids, _ = model.similar_items(0, 2)
+    assert ids[0] == CoOccurrence().fit(X).similar_items(0, 1)[0][0]
 
 
 def test_popularity_is_global_and_skips_what_the_user_has():

@@ -48,4 +48,11 @@ def test_values_at_reads_stored_and_absent_pairs_in_any_order_and_block_size():
     assert (want != 0).any() and (want == 0).any()
     for at_once in (1, 77, 40 * 50, 2 ** 24):
         np.testing.assert_array_equal(values_at(m, rows, cols, at_once), want)
+    sparse = sp.random(50, 400, 0.02, format="csr", random_state=3)  # read by its keys, not in blocks
+    cols = rng.integers(0, 400, 3000)
+    want = sparse.toarray()[rows, cols]
+    assert (want != 0).any()
+    np.testing.assert_array_equal(values_at(sparse, rows, cols), want)
+    odd = sp.csr_matrix(([1.0, 2.0, 4.0], [5, 1, 5], [0, 3, 3]), shape=(2, 400))  # unsorted, a duplicate
+    assert values_at(odd, np.array([0, 0, 0, 1]), np.array([5, 1, 2, 5])).tolist() == [5.0, 2.0, 0.0, 0.0]
     assert values_at(sp.csr_matrix((3, 0)), np.zeros(0, int), np.zeros(0, int)).shape == (0,)

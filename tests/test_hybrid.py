@@ -57,6 +57,20 @@ def test_ranker_is_learned_and_lists_respect_exclusions():
         assert np.array_equal(hybrid._popular(h.warm, seen, source)[0], dense)
 
 
+def test_pruned_co_occurrence_still_finds_the_next_step():
+    """Each item keeps only its 4 most similar items: the walk's next items are among them,
+    so the lists stay as good, and a user's co-occurrence scores come from those alone."""
+    seqs = daily_walks()
+    text = np.random.default_rng(1).normal(size=(N_ITEMS, 8)).astype(np.float32)
+    rec = Recommender(ModelConfig(n_items=N_ITEMS, text_dim=8, dim=16, layers=1, max_len=12), TrainConfig(epochs=1), text)
+    at = T0 + 9 * DAY
+    hybrid = Hybrid(rec, N_ITEMS, depth=20, window_days=1, fit_windows=3, co_neighbours=4).fit(seqs, at)
+    assert (np.diff(hybrid.co.similarity.indptr) <= 4).all() and hybrid.co.similarity.nnz > 0
+    h = holdout(seqs, N_ITEMS, at)
+    ids, _ = hybrid.recommend(h.past, h.warm, interactions(h.past, N_ITEMS), h.start, 10)
+    assert np.nanmean(per_user(ids, h.truth[h.warm])["hr"]) > 0.9
+
+
 def test_co_occurrence_reads_the_history_not_only_the_exclusions():
     """At serving time only bought or rated items are excluded; a user who bought nothing
     still gets co-occurrence candidates from what they viewed."""
