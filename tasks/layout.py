@@ -256,6 +256,11 @@ class RunConfig:
                                       "cut at a window's start, labels what users touched in it.", minimum=1)
     ranker_windows: int = setting(4, "The ranker learns on at least this many past windows (pooled), and on "
                                   "older ones while it has fewer than 5,000 users to learn from.", minimum=1)
+    co_neighbours: int = setting(0, "Co-occurrence keeps each item's this many most similar items (item-kNN; "
+                                 "0 = all). For catalogs of tens of thousands of items: with all, a user's "
+                                 "scores fill a quarter of a 100k-item catalog and their co-occurrence work "
+                                 "grows 20-30x.",
+                                 minimum=0)
     # lists and business rules (tasks/lists.py, models/rules.py); the rules are off by
     # default: each costs accuracy, the shop decides (benchmarks/demo_quality.py)
     history_len: int = setting(6, "Recent items a 'similar to' reason looks at.", minimum=1)
@@ -381,12 +386,13 @@ def add_flags(parser) -> None:
         base, optional = kind(f)
         m = f.metadata
         name = "--" + (m["flag"] or f.name.replace("_", "-"))
+        help = m["help"].replace("%", "%%")  # argparse formats help with %
         default = f.default if f.default is not MISSING else None
         if base is bool:
             parser.add_argument(name, dest=f.name, action=argparse.BooleanOptionalAction, default=default,
-                                help=m["help"])
+                                help=help)
             continue
         convert = str if base is tuple else base
-        parser.add_argument(name, dest=f.name, type=convert, choices=m["choices"], help=m["help"],
+        parser.add_argument(name, dest=f.name, type=convert, choices=m["choices"], help=help,
                             default=",".join(default) if base is tuple else default,
                             required=f.name in ("root", "date"))

@@ -196,7 +196,8 @@ def list_maker(inp: ListInputs, model: Recommender, cfg: RunConfig, at: int, mod
     catalog = inp.catalog
     cand, cand_of = candidates(catalog)
     hybrid = Hybrid(model, len(catalog), window_days=cfg.ranker_window_days, fit_windows=cfg.ranker_windows,
-                    attributes=item_attributes(catalog), model_until=model_until, seed=cfg.seed).fit(inp.seqs, at)
+                    co_neighbours=cfg.co_neighbours or None, attributes=item_attributes(catalog),
+                    model_until=model_until, seed=cfg.seed).fit(inp.seqs, at)
     excl = exclusions(inp, cand_of)
     everyone = sorted(set(inp.users["user_id"]) | set(inp.user_ids)) if users is None else list(users)
     first = hybrid.first_touch[cand]

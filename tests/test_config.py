@@ -48,6 +48,11 @@ def test_flags_reach_every_kind_of_field():
         run_parser().parse_args(["--root", "R", "--date", "2026-03-10", "--train-mode", "fast"])
 
 
+def test_run_help_shows_every_setting_as_written():
+    text = run_parser().format_help()  # argparse %-formats help: a bare % broke `nightrecs run --help`
+    assert "--co-neighbours" in text and "paired 95% interval" in " ".join(text.split())
+
+
 @pytest.mark.parametrize("bad, message", [
     ({"skip_training": True, "full_retrain": True}, "cannot both be set"),
     ({"top_n": 0}, r"top_n must be in \[1, 1000\]"),

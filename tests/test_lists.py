@@ -11,7 +11,7 @@ from nightrecs.models.rules import Rules
 from nightrecs.models.seqrec import ModelConfig, Recommender, TrainConfig
 from nightrecs.tasks.catalog import unix_seconds
 from nightrecs.tasks.layout import RunConfig
-from nightrecs.tasks.lists import Fallback, ListInputs, assemble_lists, make_lists, reason
+from nightrecs.tasks.lists import Fallback, ListInputs, assemble_lists, list_maker, make_lists, reason
 
 DATE, DAY = "2026-03-10", 86_400
 AT = unix_seconds(DATE)
@@ -84,6 +84,14 @@ def test_new_item_quota_explores_items_first_touched_lately_or_never():
         assert {i for i, s in items if s == "new"} <= {"i3", "i6"} and {i for i, _ in items} & {"i3", "i6"}
         if user in ("u1", "u2", "u3"):  # no history: the slot is the most popular new item's
             assert [s for _, s in items].count("new") == 1, (user, items)
+
+
+def test_co_neighbours_setting_prunes_the_co_occurrence_the_lists_use():
+    def widest(k: int) -> int:  # the most similar items any item keeps
+        maker = list_maker(world(), model(), cfg(co_neighbours=k), AT, model_until=None)
+        return int(np.diff(maker.hybrid.co.similarity.indptr).max())
+
+    assert widest(0) > 1 and widest(1) == 1  # 0: every co-occurring item
 
 
 def lists_of(rows) -> dict[str, list]:
