@@ -22,7 +22,7 @@ def top_n(scores: np.ndarray | sp.spmatrix, n: int, seen: sp.csr_matrix | None =
     absent entry scores 0, as in the dense matrix); when few entries are stored, each row
     picks among its own (a 2,048 x 100k block need not exist). Rows go in blocks of at
     most ``at_once`` entries: a whole chunk's temporaries (a copy, a partition, masks)
-    cost more in fresh memory than in work (1.75x slower on 2,048 users x 5,000 items)."""
+    cost more in fresh memory than in work (4-7x slower on 2,048 users x 5,000 items)."""
     sparse = sp.issparse(scores)
     scores = sp.csr_matrix(scores) if sparse else np.asarray(scores)
     seen = None if seen is None else sp.csr_matrix(seen)
