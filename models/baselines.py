@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from nightrecs.models.data import SPARSE_BELOW
+from nightrecs.models.data import mostly_empty
 
 
 def top_n(scores: np.ndarray | sp.spmatrix, n: int, seen: sp.csr_matrix | None = None,
@@ -28,7 +28,7 @@ def top_n(scores: np.ndarray | sp.spmatrix, n: int, seen: sp.csr_matrix | None =
     seen = None if seen is None else sp.csr_matrix(seen)
     if sparse and scores.nnz and scores.data.min() < 0:
         raise ValueError("top_n: sparse scores must be >= 0 (an absent entry scores 0)")
-    if sparse and scores.nnz < SPARSE_BELOW * scores.shape[0] * scores.shape[1]:
+    if sparse and mostly_empty(scores):
         return _top_n_sparse(scores, n, seen)
 
     def block(s: int, e: int) -> tuple[np.ndarray, np.ndarray]:

@@ -113,6 +113,12 @@ def interactions(seqs: Sequences, n_items: int, since: int | None = None, positi
 SPARSE_BELOW = 0.1  # a matrix storing fewer entries than this share of its cells: worked on entry by entry
 
 
+def mostly_empty(m: sp.spmatrix) -> bool:
+    """Whether ``m`` stores under ``SPARSE_BELOW`` of its cells, so that work on its entries
+    beats dense blocks of it."""
+    return m.nnz < SPARSE_BELOW * m.shape[0] * m.shape[1]
+
+
 def values_at(m: sp.spmatrix, rows: np.ndarray, cols: np.ndarray, at_once: int = 2 ** 24) -> np.ndarray:
     """``m[rows, cols]`` for many pairs: scipy's own pair lookup scans each row when the
     pairs are fewer than a tenth of the stored entries, which made it a fifth of
@@ -121,7 +127,7 @@ def values_at(m: sp.spmatrix, rows: np.ndarray, cols: np.ndarray, at_once: int =
     user's pruned co-occurrence scores in a 100k-item catalog) by a binary search of its
     entries' (row, column) keys, without the blocks."""
     m = sp.csr_matrix(m)
-    if m.nnz < SPARSE_BELOW * m.shape[0] * m.shape[1]:
+    if mostly_empty(m):
         if not m.has_canonical_format:
             m = m.copy()
             m.sum_duplicates()

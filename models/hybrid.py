@@ -32,7 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from nightrecs.models.baselines import EASE, CoOccurrence, top_n
-from nightrecs.models.data import DISLIKE, SPARSE_BELOW, Sequences, holdout, interactions, values_at
+from nightrecs.models.data import DISLIKE, Sequences, holdout, interactions, mostly_empty, values_at
 from nightrecs.models.progress import progress
 from nightrecs.models.ranking import Candidates, Ranker, labels, merge, top_k
 from nightrecs.models.retrieval import build_index, top_k_excluding
@@ -186,7 +186,7 @@ class Hybrid:
             model = (np.full((len(users), self.depth), -1, np.int64), np.full((len(users), self.depth), -np.inf))
         mine = history[users]
         co = sp.csr_matrix(mine @ self.co.similarity)
-        if co.nnz < SPARSE_BELOW * co.shape[0] * co.shape[1]:  # top_n and values_at read it entry by entry:
+        if mostly_empty(co):  # top_n and values_at read it entry by entry:
             co.sum_duplicates()  # sorted once for both (a dense-ish one is read in dense blocks: no sort, 3-7 s)
         co_ids, co_scores = top_n(co, self.depth, seen[users])
         ease = np.asarray(mine[:, self.ease_cols] @ self.ease)  # dense (users, EASE's items)
