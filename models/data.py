@@ -110,6 +110,14 @@ def interactions(seqs: Sequences, n_items: int, since: int | None = None, positi
     return m
 
 
+def row_sets(m: sp.csr_matrix, rows: np.ndarray | list[int]) -> list[set[int]]:
+    """The column indices stored in each of ``rows`` of ``m``, as sets: one slice of ``m``
+    instead of a scipy row lookup per row (about 0.1 ms each, a tenth of a list's budget)."""
+    sub = m[np.asarray(rows, dtype=np.int64)]
+    ptr, idx = sub.indptr, sub.indices
+    return [set(idx[ptr[r]:ptr[r + 1]].tolist()) for r in range(len(ptr) - 1)]
+
+
 SPARSE_BELOW = 0.1  # a matrix storing fewer entries than this share of its cells: worked on entry by entry
 
 
@@ -147,5 +155,6 @@ def values_at(m: sp.spmatrix, rows: np.ndarray, cols: np.ndarray, at_once: int =
     for k, start in enumerate(range(0, m.shape[0], step)):
         lo, hi = bounds[k], bounds[k + 1]
         if hi > lo:
-            out[order[lo:hi]] = m[start:start + step].toarray()[r[lo:hi] - start, c[lo:hi]]
+            block = m if step >= m.shape[0] else m[start:start + step]  # a whole-matrix slice copies it
+            out[order[lo:hi]] = block.toarray()[r[lo:hi] - start, c[lo:hi]]
     return out

@@ -32,7 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from nightrecs.models.baselines import EASE, CoOccurrence, top_n
-from nightrecs.models.data import DISLIKE, Sequences, holdout, interactions, mostly_empty, values_at
+from nightrecs.models.data import DISLIKE, Sequences, holdout, interactions, mostly_empty, row_sets, values_at
 from nightrecs.models.progress import progress
 from nightrecs.models.ranking import Candidates, Ranker, labels, merge, top_k
 from nightrecs.models.retrieval import build_index, top_k_excluding
@@ -155,18 +155,17 @@ class Hybrid:
             self._in_window = interactions(self.past, self.n_items, since=since)
         return np.log1p(np.asarray(self._in_window[users].sum(0)).ravel())
 
-    def _popular(self, users: np.ndarray, seen: sp.csr_matrix, source: str = "trending") -> tuple[np.ndarray, np.ndarray]:
-        """The most popular items each user has not seen (``trending``: over the window,
-        ``popular``: over the longest of ``popularity_days``), from one global order: no
-        dense users x items block."""
+    def _popular(self, rows: sp.csr_matrix, source: str = "trending") -> tuple[np.ndarray, np.ndarray]:
+        """The most popular items each user (a row of ``rows``: what they must not be shown)
+        has not seen (``trending``: over the window, ``popular``: over the longest of
+        ``popularity_days``), from one global order: no dense users x items block."""
         order, popularity = self.orders[source]
-        rows = seen[users]
         width = min(self.n_items, self.depth + int(np.diff(rows.indptr).max(initial=0)))
         top = order[:width]
         hidden = rows[:, top].toarray() > 0
         rank = np.cumsum(~hidden, axis=1)
         keep = ~hidden & (rank <= self.depth)
-        ids = np.full((len(users), self.depth), -1, np.int64)
+        ids = np.full((rows.shape[0], self.depth), -1, np.int64)
         r, c = np.nonzero(keep)
         ids[r, rank[r, c] - 1] = top[c]
         return ids, np.where(ids >= 0, popularity[np.maximum(ids, 0)], 0.0)
@@ -177,7 +176,8 @@ class Hybrid:
         ``history`` (users x items) is what they touched, ``seen`` what must not be listed;
         ``vecs``: their user vectors when already computed. Before ``model_until`` the
         model proposes nothing and its features are unknown: it trained on what follows."""
-        exclude = [set(seen[u].indices.tolist()) for u in users]
+        seen = seen[users]  # the batch's rows, from here on
+        exclude = row_sets(seen, np.arange(len(users)))
         model_known = self.model_until is None or at >= self.model_until
         if model_known:
             vecs = self.rec.user_vectors(past, users.tolist(), at) if vecs is None else vecs
@@ -188,14 +188,14 @@ class Hybrid:
         co = sp.csr_matrix(mine @ self.co.similarity)
         if mostly_empty(co):  # top_n and values_at read it entry by entry:
             co.sum_duplicates()  # sorted once for both (a dense-ish one is read in dense blocks: no sort, 3-7 s)
-        co_ids, co_scores = top_n(co, self.depth, seen[users])
+        co_ids, co_scores = top_n(co, self.depth, seen)
         ease = np.asarray(mine[:, self.ease_cols] @ self.ease)  # dense (users, EASE's items)
-        e_ids, e_scores = top_n(np.where(ease > 0, ease, -np.inf), self.depth, seen[users][:, self.ease_cols])
+        e_ids, e_scores = top_n(np.where(ease > 0, ease, -np.inf), self.depth, seen[:, self.ease_cols])
         sources = {"model": model,
                    "co_occurrence": (co_ids, np.where(np.isfinite(co_scores), co_scores, 0.0)),
                    "ease": (np.where(e_ids >= 0, self.ease_cols[np.maximum(e_ids, 0)], -1), e_scores),
-                   "trending": self._popular(users, seen, "trending"),
-                   "popular": self._popular(users, seen, "popular")}
+                   "trending": self._popular(seen, "trending"),
+                   "popular": self._popular(seen, "popular")}
         c = merge(sources, self.item_features)
         n_mine = np.asarray(mine.sum(1)).ravel()
         latest = [past.items[u][past.types[u] != DISLIKE][-self.recent_items:] for u in users]

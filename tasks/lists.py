@@ -94,13 +94,14 @@ class Exclusions:
 
     def of(self, users: list[str]) -> dict[str, set[int]]:
         """Per user, the candidate indices their list must not show."""
+        with_rows = [u for u in users if u in self.row_of_user]
+        sub = self.seen[np.array([self.row_of_user[u] for u in with_rows], dtype=np.int64)]
+        cands = self.cand_of[sub.indices]
         out = {}
-        for u in users:
-            if u in self.row_of_user:
-                rows = self.seen[self.row_of_user[u]].indices
-                out[u] = set(self.cand_of[rows[self.cand_of[rows] >= 0]].tolist())
-            elif u in self.table_only:
-                out[u] = self.table_only[u]
+        for u, lo, hi in zip(with_rows, sub.indptr[:-1].tolist(), sub.indptr[1:].tolist()):
+            mine = cands[lo:hi]
+            out[u] = set(mine[mine >= 0].tolist())
+        out.update({u: self.table_only[u] for u in users if u not in self.row_of_user and u in self.table_only})
         return out
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from nightrecs.models.data import DISLIKE, Sequences, holdout, interactions, token, values_at
+from nightrecs.models.data import DISLIKE, Sequences, holdout, interactions, row_sets, token, values_at
 from nightrecs.models.seqrec import make_batch
 
 CLICK, BUY = token("click"), token("purchase")
@@ -56,3 +56,10 @@ def test_values_at_reads_stored_and_absent_pairs_in_any_order_and_block_size():
     odd = sp.csr_matrix(([1.0, 2.0, 4.0], [5, 1, 5], [0, 3, 3]), shape=(2, 400))  # unsorted, a duplicate
     assert values_at(odd, np.array([0, 0, 0, 1]), np.array([5, 1, 2, 5])).tolist() == [5.0, 2.0, 0.0, 0.0]
     assert values_at(sp.csr_matrix((3, 0)), np.zeros(0, int), np.zeros(0, int)).shape == (0,)
+
+
+def test_row_sets_are_each_rows_stored_columns_in_the_asked_order():
+    m = sp.random(50, 30, density=0.2, format="csr", random_state=3)
+    rows = np.array([7, 0, 49, 7, 12])
+    assert row_sets(m, rows) == [set(np.flatnonzero(m[r].toarray()).tolist()) for r in rows]
+    assert row_sets(m, []) == []

@@ -54,7 +54,7 @@ def test_ranker_is_learned_and_lists_respect_exclusions():
     # the popularity sources without a dense users x items block: as the dense top-n
     for source, popularity in (("trending", hybrid.popularity), ("popular", hybrid.item_features["popularity_365d"])):
         dense = top_n(np.broadcast_to(popularity, (len(h.warm), N_ITEMS)), 20, seen[h.warm])[0]
-        assert np.array_equal(hybrid._popular(h.warm, seen, source)[0], dense)
+        assert np.array_equal(hybrid._popular(seen[h.warm], source)[0], dense)
 
 
 def test_pruned_co_occurrence_still_finds_the_next_step():
