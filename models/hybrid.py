@@ -185,8 +185,8 @@ class Hybrid:
         else:
             model = (np.full((len(users), self.depth), -1, np.int64), np.full((len(users), self.depth), -np.inf))
         mine = history[users]
-        co = sp.csr_matrix(mine @ self.co.similarity)
-        if mostly_empty(co):  # top_n and values_at read it entry by entry:
+        co = self.co.scores(mine)
+        if sp.issparse(co) and mostly_empty(co):  # top_n and values_at read it entry by entry:
             co.sum_duplicates()  # sorted once for both (a dense-ish one is read in dense blocks: no sort, 3-7 s)
         co_ids, co_scores = top_n(co, self.depth, seen)
         ease = np.asarray(mine[:, self.ease_cols] @ self.ease)  # dense (users, EASE's items)
@@ -206,7 +206,7 @@ class Hybrid:
         recent.data[:] = 1.0
         last = np.array([past.ts[u][-1] if len(past.ts[u]) else np.nan for u in users], dtype=float)
         pair = {"co_occurrence_mean": values_at(co, c.row, c.item) / np.maximum(n_mine[c.row], 1),
-                "co_occurrence_recent": values_at(recent @ self.co.similarity, c.row, c.item)
+                "co_occurrence_recent": values_at(self.co.scores(recent), c.row, c.item)
                 / np.maximum(np.diff(recent.indptr)[c.row], 1)}
         pos, pair["ease"] = self.ease_pos[c.item], np.full(len(c.row), np.nan)
         pair["ease"][pos >= 0] = ease[c.row[pos >= 0], pos[pos >= 0]]

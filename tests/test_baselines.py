@@ -98,6 +98,26 @@ def test_co_occurrence_follows_items_seen_together():
     assert ids[0].tolist() == [3, -1, -1]
 
 
+def test_co_occurrence_scores_dense_block_is_the_sparse_product_bit_for_bit(monkeypatch):
+    import pickle
+
+    from nightrecs.models import baselines
+
+    rng = np.random.default_rng(0)
+    users = sp.random(300, 60, density=0.1, format="csr", random_state=1)
+    model = CoOccurrence().fit(users)
+    rows = sp.csr_matrix((rng.random((40, 60)) < 0.1).astype(np.float64))
+    monkeypatch.setattr(baselines, "DENSE_SIMILARITY_BYTES", 0)  # too big for a dense copy
+    sparse = model.scores(rows)
+    assert sp.issparse(sparse)
+    monkeypatch.setattr(baselines, "DENSE_SIMILARITY_BYTES", 2 ** 28)
+    dense = model.scores(rows)
+    assert isinstance(dense, np.ndarray) and np.array_equal(dense, sparse.toarray())
+    assert "_dense" not in pickle.loads(pickle.dumps(model)).__dict__  # rebuilt where used, not shipped
+    pruned = CoOccurrence(neighbours=2).fit(users)  # mostly empty: stays sparse
+    assert sp.issparse(pruned.scores(rows))
+
+
 def test_ease_closed_form_and_recommendations():
     model = EASE(l2=1.0).fit(X)
     x = X.toarray()

@@ -48,6 +48,7 @@ def test_values_at_reads_stored_and_absent_pairs_in_any_order_and_block_size():
     assert (want != 0).any() and (want == 0).any()
     for at_once in (1, 77, 40 * 50, 2 ** 24):
         np.testing.assert_array_equal(values_at(m, rows, cols, at_once), want)
+    np.testing.assert_array_equal(values_at(m.toarray(), rows, cols), want)  # a dense block as it is
     sparse = sp.random(50, 400, 0.02, format="csr", random_state=3)  # read by its keys, not in blocks
     cols = rng.integers(0, 400, 3000)
     want = sparse.toarray()[rows, cols]
