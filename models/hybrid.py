@@ -196,7 +196,9 @@ class Hybrid:
                    "ease": (np.where(e_ids >= 0, self.ease_cols[np.maximum(e_ids, 0)], -1), e_scores),
                    "trending": self._popular(seen, "trending"),
                    "popular": self._popular(seen, "popular")}
-        c = merge(sources, self.item_features)
+        a = self.attributes
+        n_pair = 5 + (self.category_onehot is not None) + (a.log_price is not None)  # the pair features below
+        c = merge(sources, self.item_features, room=n_pair)
         n_mine = np.asarray(mine.sum(1)).ravel()
         latest = [past.items[u][past.types[u] != DISLIKE][-self.recent_items:] for u in users]
         recent = sp.csr_matrix((np.ones(sum(map(len, latest))), np.concatenate(latest or [np.zeros(0, int)]),
@@ -210,7 +212,6 @@ class Hybrid:
                 / np.maximum(np.diff(recent.indptr)[c.row], 1)}
         pos, pair["ease"] = self.ease_pos[c.item], np.full(len(c.row), np.nan)
         pair["ease"][pos >= 0] = ease[c.row[pos >= 0], pos[pos >= 0]]
-        a = self.attributes
         if self.category_onehot is not None:
             share = (mine @ self.category_onehot).toarray() / np.maximum(n_mine, 1)[:, None]
             cat = a.category[c.item]
@@ -222,7 +223,10 @@ class Hybrid:
                 pair["price_gap"] = np.abs(a.log_price[c.item] - (total / n)[c.row])
         pair["history_length"] = np.log1p(n_mine[c.row])
         pair["days_since_last"] = np.log1p(np.maximum(at - last[c.row], 0) / DAY)
-        features = np.column_stack([c.features, *pair.values()])
+        features, first = c.features, len(c.names)
+        assert features.shape[1] == first + len(pair), "n_pair must count the pair features"
+        for j, values in enumerate(pair.values()):
+            features[:, first + j] = values
         if not model_known:
             features[:, [c.names.index("model_score"), c.names.index("model_rr")]] = np.nan
         return Candidates(c.row, c.item, features, c.names + list(pair))

@@ -27,9 +27,12 @@ class Candidates:
     names: list[str]
 
 
-def merge(sources: dict[str, tuple[np.ndarray, np.ndarray]], item_features: dict[str, np.ndarray]) -> Candidates:
+def merge(sources: dict[str, tuple[np.ndarray, np.ndarray]], item_features: dict[str, np.ndarray],
+          room: int = 0) -> Candidates:
     """Union of every source's candidates per user, with per-source score and reciprocal
-    rank columns (0 where absent) and the given per-item feature arrays."""
+    rank columns (0 where absent) and the given per-item feature arrays; ``room`` more
+    columns (0, unnamed) for the caller's own features, filled in place: a second copy of
+    a chunk's few hundred thousand rows cost as much as the merge."""
     parts = []
     for s, (ids, scores) in enumerate(sources.values()):
         rows, ranks = np.nonzero(ids >= 0)
@@ -40,7 +43,7 @@ def merge(sources: dict[str, tuple[np.ndarray, np.ndarray]], item_features: dict
     key = rows.astype(np.int64) * n_items + items
     uniq, inverse = np.unique(key, return_inverse=True)
     n_src = len(sources)
-    feats = np.zeros((len(uniq), 2 * n_src + len(item_features)), dtype=np.float64)
+    feats = np.zeros((len(uniq), 2 * n_src + len(item_features) + room), dtype=np.float64)
     start = 0
     for rows_s, _, s, scores_s, rr in parts:
         at = inverse[start:start + len(rows_s)]
@@ -113,7 +116,7 @@ class Ranker:
     def score(self, features: np.ndarray) -> np.ndarray:
         if self.model is None:
             return np.nan_to_num(features[:, 0])
-        return self.model.decision_function(features[:, self.known])
+        return self.model.decision_function(features if self.known.all() else features[:, self.known])
 
 
 def top_k(c: Candidates, scores: np.ndarray, n_rows: int, k: int) -> tuple[np.ndarray, np.ndarray]:

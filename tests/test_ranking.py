@@ -27,6 +27,9 @@ def test_merge_is_a_union_with_per_source_columns_and_item_features():
         (0, 3): [0.9, 1.0, 0.0, 0.0, 13.0],
         (1, 0): [0.7, 1.0, 0.0, 0.0, 10.0],
     }
+    roomy = merge(two_sources(), {"pop": np.array([10.0, 11.0, 12.0, 13.0])}, room=2)
+    assert roomy.names == c.names and roomy.features.shape == (len(c.row), 7)
+    assert np.array_equal(roomy.features[:, :5], c.features) and not roomy.features[:, 5:].any()
 
 
 def test_labels_follow_the_users_held_out_items():
