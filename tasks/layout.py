@@ -261,6 +261,9 @@ class RunConfig:
                                  "scores fill a quarter of a 100k-item catalog and their co-occurrence work "
                                  "grows 20-30x.",
                                  minimum=0)
+    list_workers: int = setting(0, "Processes making the lists on this machine when no Spark cluster is set "
+                                "(0 = one per CPU core the run may use; 1 = in the task's own process).",
+                                minimum=0)
     # lists and business rules (tasks/lists.py, models/rules.py); the rules are off by
     # default: each costs accuracy, the shop decides (benchmarks/demo_quality.py)
     history_len: int = setting(6, "Recent items a 'similar to' reason looks at.", minimum=1)

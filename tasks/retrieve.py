@@ -1,19 +1,23 @@
 """Step 5: the lists (``tasks/lists.py``) as of the run date, staged for the final gate.
 
 What every list shares (the ranker, fallbacks, exclusions) is made once here; the per-user
-work (candidates, ranking, rules, reasons) runs chunk by chunk: in this process, or, when
+work (candidates, ranking, rules, reasons) runs chunk by chunk: when
 ``NIGHTRECS_SPARK_MASTER`` names a cluster, one Spark task per chunk, each executor loading
-the shared part once from the data root. Each chunk writes its own Parquet part, so both
-ways stage the same rows.
+the shared part once from the data root; otherwise in ``list_workers`` processes of this
+machine (one per core by default: most of the per-user work is single-threaded Python and
+NumPy), each loading the shared part once, or in this process. Each chunk writes its own
+Parquet part, so every way stages the same rows.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import multiprocessing
 import os
 import pickle
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 from nightrecs.models.progress import progress
 from nightrecs.tasks import layout
@@ -56,6 +60,31 @@ def spark_chunk(root_uri: str, date: str, size: int, chunk: int) -> dict:
     return write_chunk(maker, root_uri, date, chunk, maker.chunks(size)[chunk])
 
 
+def local_workers(cfg: RunConfig) -> int:
+    """Processes for the per-user work on this machine: ``list_workers``, or one per CPU core this process may use."""
+    return cfg.list_workers or len(os.sched_getaffinity(0))
+
+
+def _load_maker(state: bytes) -> None:
+    """A local worker's start: the shared part, once, and one thread per process (the
+    workers already fill the cores; nested OpenMP / BLAS threads would fight them)."""
+    import faiss
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    _MAKERS.clear()
+    _MAKERS["local"] = pickle.loads(state)
+    threadpool_limits(1)  # the libraries the maker loaded (scikit-learn's OpenMP, BLAS)
+    torch.set_num_threads(1)
+    faiss.omp_set_num_threads(1)
+
+
+def local_chunk(root_uri: str, date: str, size: int, chunk: int) -> dict:
+    """``write_chunk`` in a local worker process."""
+    maker = _MAKERS["local"]
+    return write_chunk(maker, root_uri, date, chunk, maker.chunks(size)[chunk])
+
+
 def retrieve(cfg: RunConfig) -> dict:
     """Writes the lists (long format, with a reason per item) to ``staging/<date>/recs/``
     and the list for users the run does not know to ``staging/<date>/fallback.parquet``.
@@ -75,9 +104,13 @@ def retrieve(cfg: RunConfig) -> dict:
     chunks = maker.chunks(size)
     n_chunks = len(chunks)
     start = time.perf_counter()
+    workers = min(local_workers(cfg), n_chunks)
     if on_spark():
-        results = _on_spark(maker, cfg, size, n_chunks)
+        where, results = "on Spark", _on_spark(maker, cfg, size, n_chunks)
+    elif workers > 1:
+        where, results = f"in {workers} processes", _in_processes(maker, cfg, size, n_chunks, workers)
     else:
+        where = "in this process"
         results = [write_chunk(maker, cfg.root, cfg.date, k, users)
                    for k, users in enumerate(progress(chunks, desc="lists", unit="chunk"))]
     seconds = time.perf_counter() - start
@@ -87,12 +120,25 @@ def retrieve(cfg: RunConfig) -> dict:
         for k, v in r["by_source"].items():
             by_source[k] = by_source.get(k, 0) + v
     log.info("lists for %d users in %d chunk(s) %s in %.1f s (%.0f users/s), %d rows by source %s; "
-             "category cap relaxed in %d", users, n_chunks, "on Spark" if on_spark() else "in this process",
+             "category cap relaxed in %d", users, n_chunks, where,
              seconds, users / max(seconds, 1e-9), sum(r["rows"] for r in results), by_source,
              sum(r["relaxed"] for r in results))
     return {"staging": root.full(layout.staging(cfg.date)), "users": users,
             "cold_users": sum(r["cold_users"] for r in results), "rows": sum(r["rows"] for r in results),
-            "by_source": by_source, "chunks": n_chunks, "on_spark": on_spark(), "lists_seconds": round(seconds, 3)}
+            "by_source": by_source, "chunks": n_chunks, "where": where,
+            "lists_seconds": round(seconds, 3)}
+
+
+def _in_processes(maker: ListMaker, cfg: RunConfig, size: int, n_chunks: int, workers: int) -> list[dict]:
+    """The chunks over ``workers`` fresh local processes (spawned: a forked child of a
+    process that ran OpenMP can hang in it), each given the pickled shared part once."""
+    state = pickle.dumps(maker, protocol=pickle.HIGHEST_PROTOCOL)
+    log.info("lists in %d local processes: %d chunks of %d users, shared state %.1f MiB", workers, n_chunks, size,
+             len(state) / 2**20)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_load_maker,
+                             initargs=(state,)) as pool:
+        work = pool.map(functools.partial(local_chunk, cfg.root, cfg.date, size), range(n_chunks))
+        return list(progress(work, total=n_chunks, desc="lists", unit="chunk"))
 
 
 def _on_spark(maker: ListMaker, cfg: RunConfig, size: int, n_chunks: int) -> list[dict]:

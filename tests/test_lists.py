@@ -142,3 +142,28 @@ def test_reasons_name_the_source():
     assert reason("retrieval", None, None) == "picked for you"
     assert reason("popular", "Books", None) == "popular in Books"
     assert reason("new", None, None) == "new arrival"
+
+
+def test_retrieve_in_local_processes_stages_the_lists_made_in_process(published_shop, tiny_model, tmp_path,
+                                                                        monkeypatch):
+    import shutil
+
+    from nightrecs.tasks import layout
+    from nightrecs.tasks.retrieve import retrieve
+    from tests.conftest import SHOP_DATE
+    from nightrecs.tasks.storage import open_root
+
+    shutil.copytree(published_shop, tmp_path / "shop")
+    monkeypatch.delenv("NIGHTRECS_SPARK_MASTER", raising=False)
+    monkeypatch.setenv("NIGHTRECS_LIST_CHUNK_USERS", "16")  # 120 users: 8 chunks
+    run, date = tmp_path / "shop", SHOP_DATE
+    root, staged, results = open_root(str(run)), {}, {}
+    for workers in (1, 2):
+        results[workers] = retrieve(RunConfig(root=str(run), date=date, top_n=10, base_model=tiny_model,
+                                              list_workers=workers))
+        staged[workers] = root.read_parquet(layout.staging(date))
+    assert results[1]["where"] == "in this process" and results[2]["where"] == "in 2 processes"
+    assert results[2]["chunks"] >= 8 and staged[1]["user_id"].nunique() == results[2]["users"] > 100
+    pd.testing.assert_frame_equal(staged[1], staged[2], check_exact=True)
+    assert {k: v for k, v in results[1].items() if k not in ("where", "lists_seconds")} == {
+        k: v for k, v in results[2].items() if k not in ("where", "lists_seconds")}

@@ -55,7 +55,7 @@ def test_lists_on_the_cluster_equal_the_lists_in_process(cluster, published_shop
     from nightrecs.tasks.storage import open_root
 
     shutil.copytree(published_shop, tmp_path / "shop")
-    cfg = RunConfig(root=str(tmp_path / "shop"), date=SHOP_DATE, top_n=10, base_model=tiny_model)
+    cfg = RunConfig(root=str(tmp_path / "shop"), date=SHOP_DATE, top_n=10, base_model=tiny_model, list_workers=1)
     root = open_root(cfg.root)
     monkeypatch.setenv("NIGHTRECS_LIST_CHUNK_USERS", "16")  # 120 users: 8 chunks, 8 Spark tasks
     staged, results = {}, {}
@@ -69,11 +69,11 @@ def test_lists_on_the_cluster_equal_the_lists_in_process(cluster, published_shop
                         root.read_parquet(layout.staging_fallback(cfg.date)))
         parts = [k for k in root.list(layout.staging(cfg.date)) if k.endswith(".parquet")]
         assert len(parts) == results[name]["chunks"] >= 8
-    assert results["cluster"]["on_spark"] and not results["in process"]["on_spark"]
+    assert results["cluster"]["where"] == "on Spark" and results["in process"]["where"] == "in this process"
     assert not root.exists(layout.staging_lists_state(cfg.date))  # the shared state is cleaned up
     (a, fa), (b, fb) = staged["in process"], staged["cluster"]
     assert a["user_id"].nunique() == results["cluster"]["users"] > 100
     pd.testing.assert_frame_equal(a, b, check_exact=True)
     pd.testing.assert_frame_equal(fa, fb, check_exact=True)
-    assert {k: v for k, v in results["cluster"].items() if k not in ("on_spark", "lists_seconds")} == {
-        k: v for k, v in results["in process"].items() if k not in ("on_spark", "lists_seconds")}
+    assert {k: v for k, v in results["cluster"].items() if k not in ("where", "lists_seconds")} == {
+        k: v for k, v in results["in process"].items() if k not in ("where", "lists_seconds")}
