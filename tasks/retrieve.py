@@ -16,6 +16,7 @@ import logging
 import multiprocessing
 import os
 import pickle
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 
@@ -65,15 +66,17 @@ def local_workers(cfg: RunConfig) -> int:
     return cfg.list_workers or len(os.sched_getaffinity(0))
 
 
-def _load_maker(state: bytes) -> None:
-    """A local worker's start: the shared part, once, and one thread per process (the
-    workers already fill the cores; nested OpenMP / BLAS threads would fight them)."""
+def _load_maker(path: str) -> None:
+    """A local worker's start: the shared part, once, from the file ``path``, and one
+    thread per process (the workers already fill the cores; nested OpenMP / BLAS threads
+    would fight them)."""
     import faiss
     import torch
     from threadpoolctl import threadpool_limits
 
     _MAKERS.clear()
-    _MAKERS["local"] = pickle.loads(state)
+    with open(path, "rb") as f:
+        _MAKERS["local"] = pickle.load(f)
     threadpool_limits(1)  # the libraries the maker loaded (scikit-learn's OpenMP, BLAS)
     torch.set_num_threads(1)
     faiss.omp_set_num_threads(1)
@@ -131,14 +134,19 @@ def retrieve(cfg: RunConfig) -> dict:
 
 def _in_processes(maker: ListMaker, cfg: RunConfig, size: int, n_chunks: int, workers: int) -> list[dict]:
     """The chunks over ``workers`` fresh local processes (spawned: a forked child of a
-    process that ran OpenMP can hang in it), each given the pickled shared part once."""
-    state = pickle.dumps(maker, protocol=pickle.HIGHEST_PROTOCOL)
-    log.info("lists in %d local processes: %d chunks of %d users, shared state %.1f MiB", workers, n_chunks, size,
-             len(state) / 2**20)
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_load_maker,
-                             initargs=(state,)) as pool:
-        work = pool.map(functools.partial(local_chunk, cfg.root, cfg.date, size), range(n_chunks))
-        return list(progress(work, total=n_chunks, desc="lists", unit="chunk"))
+    process that ran OpenMP can hang in it), each loading the pickled shared part once
+    from a local file (streamed: at a million users it is gigabytes, too many to hold as
+    bytes beside the part itself and to send down every worker's pipe)."""
+    with tempfile.TemporaryDirectory(prefix="nightrecs-lists-") as tmp:
+        path = os.path.join(tmp, "list_maker.pkl")
+        with open(path, "wb") as f:
+            pickle.dump(maker, f, protocol=pickle.HIGHEST_PROTOCOL)
+        log.info("lists in %d local processes: %d chunks of %d users, shared state %.1f MiB", workers, n_chunks,
+                 size, os.path.getsize(path) / 2**20)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_load_maker,
+                                 initargs=(path,)) as pool:
+            work = pool.map(functools.partial(local_chunk, cfg.root, cfg.date, size), range(n_chunks))
+            return list(progress(work, total=n_chunks, desc="lists", unit="chunk"))
 
 
 def _on_spark(maker: ListMaker, cfg: RunConfig, size: int, n_chunks: int) -> list[dict]:
