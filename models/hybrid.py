@@ -207,9 +207,17 @@ class Hybrid:
         recent.sum_duplicates()
         recent.data[:] = 1.0
         last = np.array([past.ts[u][-1] if len(past.ts[u]) else np.nan for u in users], dtype=float)
-        pair = {"co_occurrence_mean": values_at(co, c.row, c.item) / np.maximum(n_mine[c.row], 1),
-                "co_occurrence_recent": values_at(self.co.scores(recent), c.row, c.item)
-                / np.maximum(np.diff(recent.indptr)[c.row], 1)}
+        n_recent = np.diff(recent.indptr)
+        co_at = values_at(co, c.row, c.item)
+        recent_at = co_at.copy()  # a user with no more items than the recent window: the same sums
+        longer = np.flatnonzero(n_recent < np.diff(mine.indptr))
+        if len(longer):
+            at_row = np.full(len(users), -1)
+            at_row[longer] = np.arange(len(longer))
+            sel = at_row[c.row] >= 0
+            recent_at[sel] = values_at(self.co.scores(recent[longer]), at_row[c.row[sel]], c.item[sel])
+        pair = {"co_occurrence_mean": co_at / np.maximum(n_mine[c.row], 1),
+                "co_occurrence_recent": recent_at / np.maximum(n_recent[c.row], 1)}
         pos, pair["ease"] = self.ease_pos[c.item], np.full(len(c.row), np.nan)
         pair["ease"][pos >= 0] = ease[c.row[pos >= 0], pos[pos >= 0]]
         if self.category_onehot is not None:

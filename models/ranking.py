@@ -43,7 +43,7 @@ def merge(sources: dict[str, tuple[np.ndarray, np.ndarray]], item_features: dict
     key = rows.astype(np.int64) * n_items + items
     uniq, inverse = np.unique(key, return_inverse=True)
     n_src = len(sources)
-    feats = np.zeros((len(uniq), 2 * n_src + len(item_features) + room), dtype=np.float64)
+    feats = np.zeros((len(uniq), 2 * n_src + len(item_features) + room), dtype=np.float64, order="F")
     start = 0
     for rows_s, _, s, scores_s, rr in parts:
         at = inverse[start:start + len(rows_s)]

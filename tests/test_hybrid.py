@@ -87,6 +87,28 @@ def test_co_occurrence_reads_the_history_not_only_the_exclusions():
     assert len(np.unique(c.row[co > 0])) == len(users)
 
 
+def test_co_occurrence_features_sum_the_similarity_over_all_and_the_recent_items():
+    """``co_occurrence_mean``: a candidate's similarity summed over the user's items, per
+    item; ``co_occurrence_recent``: over their ``recent_items`` latest only (the same sums
+    for a user with no more items than that), per recent item."""
+    seqs = daily_walks()  # 8-15 items a user
+    rec = Recommender(ModelConfig(n_items=N_ITEMS, text_dim=8, dim=16, layers=1, max_len=12), TrainConfig(epochs=1),
+                      np.random.default_rng(1).normal(size=(N_ITEMS, 8)).astype(np.float32))
+    at = T0 + 20 * DAY
+    hybrid = Hybrid(rec, N_ITEMS, depth=10, recent_items=10).fit(seqs, at)
+    users = np.arange(40)
+    history = interactions(seqs, N_ITEMS)
+    c = hybrid._candidates(seqs, history, users, history, at, build_index(hybrid.items, len(users)))
+    f = {n: c.features[:, k] for k, n in enumerate(c.names)}
+    sim = hybrid.co.similarity.toarray()
+    lengths = np.array([len(seqs.items[u]) for u in users])
+    assert (lengths <= 10).any() and (lengths > 10).any()  # both kinds of user
+    for k in range(len(c.row)):
+        mine = seqs.items[users[c.row[k]]]
+        assert np.isclose(f["co_occurrence_mean"][k], sim[mine, c.item[k]].sum() / len(mine))
+        assert np.isclose(f["co_occurrence_recent"][k], sim[mine[-10:], c.item[k]].sum() / min(len(mine), 10))
+
+
 def test_catalog_attributes_become_features():
     """Category shares and price gaps are computed from the user's history; unknown stays NaN."""
     seqs = daily_walks()
