@@ -254,10 +254,11 @@ class Hybrid:
         feats, ys, groups, n_users = [], [], [], 0
         hits = dict.fromkeys(self.fallback_windows, 0)
         per_window = max(1, self.fit_users // self.fit_windows)
+        first = seqs.first_time(default=at)
         for w in range(self.max_windows):
-            if w >= self.fit_windows and n_users >= self.fit_users:
-                break
             end = at - w * self.window
+            if (w >= self.fit_windows and n_users >= self.fit_users) or end - self.window <= first:
+                break  # enough users, or nobody has a past before this window (nor before older ones)
             h = holdout(seqs.before(end), self.n_items, end - self.window)
             if not h.truth.nnz:
                 continue

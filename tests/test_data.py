@@ -39,6 +39,25 @@ def test_dislikes_are_history_but_never_positives():
     assert targets == [3]  # next items 1 (disliked), 2, 3 (disliked): only item 2 (1-based 3) is a target
 
 
+def test_holdout_is_each_users_set_difference():
+    """The holdout works on all events at once; per user it must be the new positive items
+    after the cut (sorted, once each), with warm and cold users split by their past."""
+    rng = np.random.default_rng(3)
+    n_items, lengths = 30, rng.integers(0, 12, 200)
+    s = Sequences([rng.integers(0, n_items, n) for n in lengths],
+                  [rng.choice([CLICK, BUY, DISLIKE], n) for n in lengths],
+                  [np.sort(rng.integers(0, 100, n)) for n in lengths])
+    h = holdout(s, n_items, start=60)
+    for u, (items, types, ts) in enumerate(zip(s.items, s.types, s.ts)):
+        cut = int(np.searchsorted(ts, 60))
+        want = np.setdiff1d(items[cut:][types[cut:] != DISLIKE], items[:cut])
+        assert h.truth[u].indices.tolist() == want.tolist()
+        assert (u in h.warm) == (len(want) > 0 and cut > 0) and (u in h.cold) == (len(want) > 0 and cut == 0)
+    assert h.truth.has_canonical_format and (h.truth.data == 1).all()
+    empty = holdout(Sequences([], [], []), n_items, start=60)
+    assert empty.truth.shape == (0, n_items) and len(empty.warm) == len(empty.cold) == 0
+
+
 def test_values_at_reads_stored_and_absent_pairs_in_any_order_and_block_size():
     rng = np.random.default_rng(0)
     m = sp.random(50, 40, 0.2, format="csr", random_state=1)

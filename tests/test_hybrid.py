@@ -221,3 +221,27 @@ def test_the_fallback_can_be_all_time_popularity():
     assert set(hybrid.fallback_order()[0][:5].tolist()) == {0, 1, 2, 3, 4}
     first_year = hybrid.fallback_order(among=np.arange(100))  # a segment of the first year's users
     assert set(first_year[0][:5].tolist()) == {0, 1, 2, 3, 4} and first_year[1][4] > 0
+
+
+def test_learning_stops_at_the_start_of_the_data(monkeypatch):
+    """A shop with 16 days of events and too few users to fill the learning set looks back
+    until nobody has a past, not 52 windows: at a million users each useless window cost
+    half a minute, and evaluate took 25 minutes. The skipped windows held no examples, so
+    the learning set is the one a search of all 52 windows gathers."""
+    import nightrecs.models.hybrid as hybrid_module
+
+    seqs = daily_walks()
+    rec = Recommender(ModelConfig(n_items=N_ITEMS, text_dim=8, dim=16, layers=1, max_len=12), TrainConfig(epochs=1),
+                      np.random.default_rng(1).normal(size=(N_ITEMS, 8)).astype(np.float32))
+    at = T0 + 16 * DAY
+    cuts = []
+    monkeypatch.setattr(hybrid_module, "holdout", lambda s, n, start: cuts.append(start) or holdout(s, n, start))
+    stopped = Hybrid(rec, N_ITEMS, depth=20, window_days=2, fit_windows=2, fit_users=10**6).learning_set(seqs, at)
+    assert len(cuts) == 7 and min(cuts) > T0  # windows from day 14 back to day 2; day 0's has no past
+    assert stopped.windows == 7 and stopped.users > 0
+    everything = Hybrid(rec, N_ITEMS, depth=20, window_days=2, fit_windows=2, fit_users=10**6)
+    monkeypatch.setattr(Sequences, "first_time", lambda self, default: -10**12)  # as if the data went back forever
+    searched = everything.learning_set(seqs, at)
+    assert len(cuts) == 7 + 52
+    assert np.array_equal(searched.y, stopped.y) and np.array_equal(searched.features, stopped.features, equal_nan=True)
+    assert searched.fallback_hits == stopped.fallback_hits
