@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from nightrecs.models.baselines import EASE, CoOccurrence, top_n
+from nightrecs.models.baselines import EASE, CoOccurrence, top_n, top_n_shared
 from nightrecs.models.data import DISLIKE, Sequences, holdout, interactions, mostly_empty, row_sets, values_at
 from nightrecs.models.progress import progress
 from nightrecs.models.ranking import Candidates, Ranker, labels, merge, top_k
@@ -160,15 +160,8 @@ class Hybrid:
         has not seen (``trending``: over the window, ``popular``: over the longest of
         ``popularity_days``), from one global order: no dense users x items block."""
         order, popularity = self.orders[source]
-        width = min(self.n_items, self.depth + int(np.diff(rows.indptr).max(initial=0)))
-        top = order[:width]
-        hidden = rows[:, top].toarray() > 0
-        rank = np.cumsum(~hidden, axis=1)
-        keep = ~hidden & (rank <= self.depth)
-        ids = np.full((rows.shape[0], self.depth), -1, np.int64)
-        r, c = np.nonzero(keep)
-        ids[r, rank[r, c] - 1] = top[c]
-        return ids, np.where(ids >= 0, popularity[np.maximum(ids, 0)], 0.0)
+        ids, scores = top_n_shared(popularity, order, self.depth, rows)
+        return ids, np.where(ids >= 0, scores, 0.0)
 
     def _candidates(self, past: Sequences, history: sp.csr_matrix, users: np.ndarray, seen: sp.csr_matrix,
                     at: int, index, vecs: np.ndarray | None = None) -> Candidates:

@@ -86,6 +86,17 @@ def test_popularity_is_global_and_skips_what_the_user_has():
     ids, _ = model.recommend(np.array([4, 1]), X, 2)
     assert ids[0].tolist() == [0, 1]  # item 2 (most popular) is already user 4's
     assert ids[1].tolist() == [2, 3]
+    # from one order, as the dense block's top-n, ties and short rows included
+    many = sp.random(40, 30, 0.3, format="lil", random_state=4)
+    many[5] = 1.0  # a user who has every item
+    many = many.tocsr()
+    model = Popularity().fit((sp.random(100, 30, 0.1, random_state=5) > 0).astype(float))
+    for n in (3, 30):
+        got = model.recommend(np.arange(40), many, n)
+        want = top_n(np.broadcast_to(model.scores, (40, 30)), n, many)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+    assert (got[0][5] == -1).all()
 
 
 def test_co_occurrence_follows_items_seen_together():
