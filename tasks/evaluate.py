@@ -136,7 +136,7 @@ def evaluate(cfg: RunConfig) -> dict:
     }
     key = layout.reports(cfg.date, "evaluation.json")
     root.write_text(key, json.dumps(result, indent=2, default=float))
-    staged = root.read_parquet(layout.staging(cfg.date), columns=["user_id", "item_id", "score", "source"])
+    staged = root.read_arrow(layout.staging(cfg.date), columns=["user_id", "item_id", "score", "source"])
     root.write_text(layout.reports(cfg.date, "evaluation.html"), evaluation_html(result, staged, n_items))
     record(root, cfg.date, "evaluation", {"status": "passed" if passed else "blocked", "verdict": verdict,
                                           "report": root.full(layout.reports(cfg.date, "evaluation.html"))})
