@@ -11,7 +11,9 @@ Parquet part, so every way stages the same rows.
 
 from __future__ import annotations
 
+import ctypes
 import functools
+import gc
 import logging
 import multiprocessing
 import os
@@ -26,7 +28,7 @@ from nightrecs.tasks.artifacts import load_model, trained_until
 from nightrecs.tasks.catalog import read_vectors, unix_seconds
 from nightrecs.tasks.layout import RunConfig
 from nightrecs.tasks.lists import ListMaker, chunk_users, list_maker, load_inputs
-from nightrecs.tasks.storage import open_root
+from nightrecs.tasks.storage import Root, open_root
 
 log = logging.getLogger(__name__)
 
@@ -93,29 +95,38 @@ def retrieve(cfg: RunConfig) -> dict:
     and the list for users the run does not know to ``staging/<date>/fallback.parquet``.
     The embed step's user vectors are reused, not computed again."""
     root = open_root(cfg.root)
-    inputs = load_inputs(root, cfg)
-    model, meta = load_model(root, layout.model_dir(cfg.date), cfg, inputs.catalog)
-    user_ids, user_vecs = read_vectors(root, layout.embeddings(cfg.date, "users.parquet"), "user_id")
-    maker = list_maker(inputs, model, cfg, unix_seconds(cfg.date), trained_until(meta),
-                       vectors=dict(zip(user_ids, user_vecs)))
+    maker = shared_part(root, cfg)
     if ANONYMOUS in maker.excl.row_of_user or ANONYMOUS in set(maker.everyone):
         raise ValueError(f"the anonymous list's id {ANONYMOUS!r} is a known user")
     fallback, _ = maker.lists([ANONYMOUS])  # a user with nothing known: no history, no segment
     root.write_parquet(layout.staging_fallback(cfg.date), fallback.drop(columns="user_id"))
     root.delete_prefix(layout.staging(cfg.date))  # an earlier try's parts
     size = chunk_users()
-    chunks = maker.chunks(size)
-    n_chunks = len(chunks)
+    n_chunks = len(maker.chunks(size))
     start = time.perf_counter()
     workers = min(local_workers(cfg), n_chunks)
     if on_spark():
-        where, results = "on Spark", _on_spark(maker, cfg, size, n_chunks)
+        state = pickle.dumps(maker, protocol=pickle.HIGHEST_PROTOCOL)
+        root.write_bytes(layout.staging_lists_state(cfg.date), state)
+        log.info("lists on Spark (%s): %d chunks of %d users, shared state %.1f MiB",
+                 os.environ["NIGHTRECS_SPARK_MASTER"], n_chunks, size, len(state) / 2**20)
+        del maker, state  # the executors load their own: this process holding one more is waste
+        release_memory()
+        where, results = "on Spark", _on_spark(cfg, size, n_chunks)
     elif workers > 1:
-        where, results = f"in {workers} processes", _in_processes(maker, cfg, size, n_chunks, workers)
+        with tempfile.TemporaryDirectory(prefix="nightrecs-lists-") as tmp:
+            path = os.path.join(tmp, "list_maker.pkl")
+            with open(path, "wb") as f:  # streamed: at a million users it is gigabytes
+                pickle.dump(maker, f, protocol=pickle.HIGHEST_PROTOCOL)
+            log.info("lists in %d local processes: %d chunks of %d users, shared state %.1f MiB", workers,
+                     n_chunks, size, os.path.getsize(path) / 2**20)
+            del maker  # each worker loads its own: a third copy here made retrieve's peak 16 GiB at 1M users
+            release_memory()
+            where, results = f"in {workers} processes", _in_processes(path, cfg, size, n_chunks, workers)
     else:
         where = "in this process"
         results = [write_chunk(maker, cfg.root, cfg.date, k, users)
-                   for k, users in enumerate(progress(chunks, desc="lists", unit="chunk"))]
+                   for k, users in enumerate(progress(maker.chunks(size), desc="lists", unit="chunk"))]
     seconds = time.perf_counter() - start
     users = sum(r["users"] for r in results)
     by_source: dict[str, int] = {}
@@ -132,35 +143,43 @@ def retrieve(cfg: RunConfig) -> dict:
             "lists_seconds": round(seconds, 3)}
 
 
-def _in_processes(maker: ListMaker, cfg: RunConfig, size: int, n_chunks: int, workers: int) -> list[dict]:
+def shared_part(root: Root, cfg: RunConfig) -> ListMaker:
+    """The night's list maker; what it is made from lives only in it, so dropping it frees all."""
+    inputs = load_inputs(root, cfg)
+    model, meta = load_model(root, layout.model_dir(cfg.date), cfg, inputs.catalog)
+    user_ids, user_vecs = read_vectors(root, layout.embeddings(cfg.date, "users.parquet"), "user_id")
+    return list_maker(inputs, model, cfg, unix_seconds(cfg.date), trained_until(meta),
+                      vectors=dict(zip(user_ids, user_vecs)))
+
+
+def release_memory() -> None:
+    """Collect what was dropped and hand freed heap pages back to the system (glibc keeps
+    them otherwise: a million users' vectors and sets are millions of small blocks)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the pages stay, nothing is wrong
+        pass
+
+
+def _in_processes(path: str, cfg: RunConfig, size: int, n_chunks: int, workers: int) -> list[dict]:
     """The chunks over ``workers`` fresh local processes (spawned: a forked child of a
     process that ran OpenMP can hang in it), each loading the pickled shared part once
-    from a local file (streamed: at a million users it is gigabytes, too many to hold as
-    bytes beside the part itself and to send down every worker's pipe)."""
-    with tempfile.TemporaryDirectory(prefix="nightrecs-lists-") as tmp:
-        path = os.path.join(tmp, "list_maker.pkl")
-        with open(path, "wb") as f:
-            pickle.dump(maker, f, protocol=pickle.HIGHEST_PROTOCOL)
-        log.info("lists in %d local processes: %d chunks of %d users, shared state %.1f MiB", workers, n_chunks,
-                 size, os.path.getsize(path) / 2**20)
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_load_maker,
-                                 initargs=(path,)) as pool:
-            work = pool.map(functools.partial(local_chunk, cfg.root, cfg.date, size), range(n_chunks))
-            return list(progress(work, total=n_chunks, desc="lists", unit="chunk"))
+    from the local file ``path`` (not sent down every worker's pipe)."""
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_load_maker,
+                             initargs=(path,)) as pool:
+        work = pool.map(functools.partial(local_chunk, cfg.root, cfg.date, size), range(n_chunks))
+        return list(progress(work, total=n_chunks, desc="lists", unit="chunk"))
 
 
-def _on_spark(maker: ListMaker, cfg: RunConfig, size: int, n_chunks: int) -> list[dict]:
+def _on_spark(cfg: RunConfig, size: int, n_chunks: int) -> list[dict]:
+    """The chunks as Spark tasks; the shared part is already at ``staging_lists_state``."""
     from nightrecs.spark_jobs.chunks import map_chunks
     from nightrecs.spark_jobs.session import get_spark
 
-    root = open_root(cfg.root)
-    state = pickle.dumps(maker, protocol=pickle.HIGHEST_PROTOCOL)
-    root.write_bytes(layout.staging_lists_state(cfg.date), state)
-    log.info("lists on Spark (%s): %d chunks of %d users, shared state %.1f MiB", os.environ["NIGHTRECS_SPARK_MASTER"],
-             n_chunks, size, len(state) / 2**20)
     spark = get_spark("nightrecs-lists")
     try:
         return map_chunks(spark, n_chunks, functools.partial(spark_chunk, cfg.root, cfg.date, size))
     finally:
         spark.stop()
-        root.delete_prefix(layout.staging_lists_state(cfg.date))
+        open_root(cfg.root).delete_prefix(layout.staging_lists_state(cfg.date))
