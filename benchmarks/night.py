@@ -22,6 +22,7 @@ table). A benchmark, not a test: it asserts nothing.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import shutil
@@ -144,9 +145,11 @@ def one(users: int, items: int, events: int, work: Path, settings: dict) -> dict
             steps[step] = [seconds, gib, again]
             save()
             log.info("%s %s: %.1f s, %.2f GiB%s", date, step, seconds, gib, " (run again after a cut)" * again)
-    if "tools" not in done:
-        m = interactions(root, FIRST)
-        done.update(tools=[implicit_als(m), spark_als(m, work)], interaction_users=m.shape[0])
+    tools = done.setdefault("tools", [])
+    remaining = [implicit_als, functools.partial(spark_als, work=work)][len(tools):]
+    m = interactions(root, FIRST) if remaining else None
+    for tool in remaining:  # each kept as it finishes: Spark ALS takes long at this size
+        tools.append(tool(m))
         save()
     shutil.rmtree(root, ignore_errors=True)
     return {"users": users, "items": items, **done}
