@@ -50,8 +50,8 @@ class Sequences:
         """Every user's events before unix time ``at``."""
         if not self.ts:
             return self._select([])
-        # Counted over all events at once: a searchsorted call per user took most of a
-        # million-user evaluate (the ranker's learning windows cut the histories 8 times).
+        # Counted over all events at once: a searchsorted call per user was 39% of a
+        # million-user evaluate (the ranker's learning cuts every history twice a window).
         lengths = np.fromiter(map(len, self.ts), np.int64, len(self.ts))
         earlier = np.concatenate([[0], np.cumsum(np.concatenate(self.ts) < at)])  # times are sorted per user
         ends = np.cumsum(lengths)
