@@ -103,7 +103,8 @@ def holdout(seqs: Sequences, n_items: int, start: int) -> Holdout:
 
 
 def sorted_unique(a: np.ndarray) -> np.ndarray:
-    """``np.unique`` by a sort: numpy 2's hash-based unique took 7x as long on 10M int64 keys."""
+    """``np.unique`` by a sort: with numpy 2's hash-based ``unique`` and ``isin``, ``holdout``
+    took 4x as long (200k users, 4M events, dev measurement)."""
     a = np.sort(a)
     return a[np.concatenate([[True], a[1:] != a[:-1]])] if len(a) else a
 
