@@ -129,6 +129,22 @@ def test_co_occurrence_scores_dense_block_is_the_sparse_product_bit_for_bit(monk
     assert sp.issparse(pruned.scores(rows))
 
 
+def test_co_occurrence_recommend_is_the_dense_top_n_of_positive_scores(monkeypatch):
+    from nightrecs.models import baselines
+
+    users = (sp.random(300, 80, density=0.05, format="csr", random_state=2) > 0).astype(float)
+    who = np.arange(0, 300, 3)
+    for neighbours, dense_bytes in ((None, 2 ** 28), (None, 0), (3, 2 ** 28)):
+        monkeypatch.setattr(baselines, "DENSE_SIMILARITY_BYTES", dense_bytes)
+        model = CoOccurrence(neighbours=neighbours).fit(users)
+        scores = (users[who] @ model.similarity).toarray()
+        want = top_n(np.where(scores > 0, scores, -np.inf), 10, users[who])
+        got = model.recommend(who, users, 10)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_allclose(got[1], want[1])
+        assert (got[0] == -1).any() and (got[0] >= 0).any()
+
+
 def test_ease_closed_form_and_recommendations():
     model = EASE(l2=1.0).fit(X)
     x = X.toarray()
