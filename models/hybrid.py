@@ -32,7 +32,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from nightrecs.models.baselines import EASE, CoOccurrence, top_n, top_n_shared
-from nightrecs.models.data import DISLIKE, Sequences, holdout, interactions, mostly_empty, row_sets, values_at
+from nightrecs.models.data import (DISLIKE, Sequences, holdout, interactions, item_reach, mostly_empty, row_sets,
+                                   values_at)
 from nightrecs.models.progress import progress
 from nightrecs.models.ranking import Candidates, Ranker, labels, merge, top_k
 from nightrecs.models.retrieval import build_index, top_k_excluding
@@ -108,20 +109,17 @@ class Hybrid:
         self.ease_pos = np.full(self.n_items, -1)
         self.ease_pos[self.ease_cols] = np.arange(len(self.ease_cols))
 
-        def log_count(days: int | None) -> np.ndarray:
-            since = None if days is None else at - days * DAY
-            return np.log1p(np.asarray(interactions(past, self.n_items, since=since).sum(0)).ravel())
-
         first = np.full(self.n_items, np.inf)
         if past.items:
             np.minimum.at(first, np.concatenate(past.items), np.concatenate(past.ts).astype(float))
         self.first_touch = first  # unix seconds; inf: nobody touched the item yet
-        self.item_features = {f"popularity_{d}d": log_count(d) for d in self.popularity_days}
-        window = self.window // DAY  # counted once when it is also a feature window
-        self.popularity = self.item_features.get(f"popularity_{window}d")
-        if self.popularity is None:
-            self.popularity = log_count(window)
-        self.item_features["popularity_all"] = log_count(None)
+        window = self.window // DAY
+        days = sorted({*self.popularity_days, window})
+        counts = item_reach(past, self.n_items, [at - d * DAY for d in days] + [None])
+        log_count = {d: np.log1p(c) for d, c in zip([*days, None], counts)}
+        self.item_features = {f"popularity_{d}d": log_count[d] for d in self.popularity_days}
+        self.popularity = log_count[window]
+        self.item_features["popularity_all"] = log_count[None]
         self.item_features["item_age_days"] = np.log1p(np.maximum(at - first, 0) / DAY)  # inf: never touched
         self.item_features["item_age_days"][~np.isfinite(first)] = np.nan
         longest = self.item_features[f"popularity_{max(self.popularity_days)}d"]

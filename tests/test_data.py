@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from nightrecs.models.data import DISLIKE, Sequences, holdout, interactions, row_sets, token, values_at
+from nightrecs.models.data import (DISLIKE, Sequences, holdout, interactions, item_reach, row_sets, token,
+                                   values_at)
 from nightrecs.models.seqrec import make_batch
 
 CLICK, BUY = token("click"), token("purchase")
@@ -56,6 +57,24 @@ def test_holdout_is_each_users_set_difference():
     assert h.truth.has_canonical_format and (h.truth.data == 1).all()
     empty = holdout(Sequences([], [], []), n_items, start=60)
     assert empty.truth.shape == (0, n_items) and len(empty.warm) == len(empty.cold) == 0
+
+
+def test_item_reach_is_the_interaction_matrix_column_sums_per_window():
+    """One sort for every popularity window must count what a matrix per window counts:
+    users (once each, repeats and dislikes aside) who touched the item since the start."""
+    rng = np.random.default_rng(4)
+    n_items, lengths = 25, rng.integers(0, 15, 300)
+    s = Sequences([rng.integers(0, n_items, n) for n in lengths],
+                  [rng.choice([CLICK, BUY, DISLIKE], n) for n in lengths],
+                  [np.sort(rng.integers(0, 100, n)) for n in lengths])
+    since = [None, 0, 50, 90, 100]
+    for got, start in zip(item_reach(s, n_items, since), since):
+        want = np.asarray(interactions(s, n_items, since=start).sum(0)).ravel()
+        np.testing.assert_array_equal(got, want)
+    assert want.sum() == 0 and item_reach(s, n_items, [None])[0].sum() > 0
+    only_dislikes = Sequences([np.array([1, 2])], [np.array([DISLIKE, DISLIKE])], [np.array([1, 2])])
+    for empty in (Sequences([], [], []), only_dislikes):
+        assert [c.tolist() for c in item_reach(empty, 3, [None, 5])] == [[0, 0, 0]] * 2
 
 
 def test_values_at_reads_stored_and_absent_pairs_in_any_order_and_block_size():
