@@ -170,34 +170,37 @@ class Pipeline:
     root per cutoff, holding every day before it (a shop's first night); ``carried``: one
     root that gets the new days night after night (warm start, the champion gate).
     ``cli``: the command to run (another checkout's, to measure it the same way). Each
-    finished night keeps its served lists under ``work/<mode>/kept/<date>`` (fresh: only a
-    night that passed), so a study longer than a sitting resumes: rerun it with the same
-    ``--work`` and the same code. A carried night cut short is run again on the same root,
-    as a shop reruns a crashed night."""
+    fresh root starts with the text-vector cache of the first fresh night: MovieLens' whole
+    catalog is imported every night, so every first night would embed the same 9,066 texts
+    in the same batches into the same vectors (checked bit for bit); only its time is saved.
 
-    def __init__(self, data: Interactions, mode: str, work: Path, cli: list[str], env: dict[str, str]) -> None:
+    A study of 62 whole nights outlasts a sitting and a machine, so each finished night is
+    appended to ``keep/<mode>.jsonl`` (fresh: only a night that passed): its rc, seconds and
+    the served top K of the users the cutoff scores, a few KB that can be committed. Rerun
+    with the same ``--keep`` and the same code to resume. A carried night cut short runs
+    again on the same root, as a shop reruns a crashed night. A carried study resumed
+    without its root (another machine) seeds a new root with the last kept night, rerun
+    unscored, so the next night has a warm start and a champion again; that night's record
+    says ``seeded``: the warm start's lineage restarts there."""
+
+    def __init__(self, data: Interactions, mode: str, work: Path, keep: Path, cli: list[str],
+                 env: dict[str, str]) -> None:
         self.data, self.mode, self.work, self.cli, self.env = data, mode, work / mode, cli, env
+        self.keep = keep / f"{mode}.jsonl"
+        kept = [json.loads(line) for line in self.keep.read_text().splitlines()] if self.keep.exists() else []
+        self.kept: dict[str, dict] = {night["date"]: night for night in kept}
         self.lists: dict[str, np.ndarray] = {}
         self.log: list[dict] = []
         self.last: str | None = None
+        self.user_row = {u: i for i, u in enumerate(data.user_ids)}
+        self.item_row = {m: i for i, m in enumerate(data.item_ids)}
 
     def _nightrecs(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run([*self.cli, *args], env={**os.environ, **self.env}, capture_output=True, text=True)
 
-    def _night(self, date: str) -> np.ndarray:
-        from nightrecs.tasks.movielens import import_movielens
-        from nightrecs.tasks.storage import open_root
-
-        kept = self.work / "kept" / date
-        if (kept / "night.json").exists():
-            self.log.append(json.loads((kept / "night.json").read_text()))
-            log.info("%s night %s: kept from an earlier run (%s)", self.mode, date, kept)
-            self.last = date
-            return self._lists(kept / "served.jsonl" if (kept / "served.jsonl").exists() else None)
-        root = self.work / date if self.mode == "fresh" else self.work / "root"
-        if self.mode == "fresh":
-            shutil.rmtree(root, ignore_errors=True)  # a night cut short in an earlier sitting starts over
-        import_movielens(open_root(root), since=None if self.mode == "fresh" else self.last, before=date)
+    def _run(self, root: Path, date: str) -> tuple[dict, dict[str, list[str]] | None]:
+        """One night on ``root`` (its days up to ``date`` already imported): the record and
+        the served lists by user id (None: nothing served)."""
         t = time.perf_counter()
         run = self._nightrecs("run", "--root", str(root), "--date", date, "--top-n", "20")
         seconds = time.perf_counter() - t
@@ -205,37 +208,65 @@ class Pipeline:
         (self.work / "logs" / f"{date}.log").write_text(run.stderr)  # the run's own log, step timings included
         out = root / "served.jsonl"
         export = self._nightrecs("recs", "export", "--root", str(root), "--out", str(out))
-        self.log.append({"date": date, "rc": run.returncode, "seconds": round(seconds),
-                         "error": run.stderr.strip().splitlines()[-1][:300] if run.returncode else ""})
-        log.info("%s night %s: rc %d in %.0f s %s", self.mode, date, run.returncode, seconds, self.log[-1]["error"])
-        lists = self._lists(out if export.returncode == 0 else None)
-        if self.mode == "carried" or run.returncode == 0 and export.returncode == 0:
-            kept.mkdir(parents=True, exist_ok=True)
-            if export.returncode == 0:
-                shutil.copy(out, kept / "served.jsonl")
-            (kept / "night.json").write_text(json.dumps(self.log[-1]))  # last: it marks the night done
+        record = {"date": date, "rc": run.returncode, "seconds": round(seconds),
+                  "error": run.stderr.strip().splitlines()[-1][:300] if run.returncode else ""}
+        log.info("%s night %s: rc %d in %.0f s %s", self.mode, date, run.returncode, seconds, record["error"])
+        if export.returncode:
+            return record, None
+        served = (json.loads(line) for line in out.read_text().splitlines())
+        return record, {row["user_id"]: [i["item_id"] for i in row["items"][:K]] for row in served}
+
+    def _night(self, cut: Cutoff, date: str) -> dict:
+        from nightrecs.tasks.movielens import import_movielens
+        from nightrecs.tasks.storage import open_root
+
+        if date in self.kept:
+            log.info("%s night %s: kept from an earlier run (%s)", self.mode, date, self.keep)
+            self.last = date
+            return self.kept[date]
+        root = self.work / date if self.mode == "fresh" else self.work / "root"
+        seeded = None
+        vectors = self.work / "text_vectors"
         if self.mode == "fresh":
+            shutil.rmtree(root, ignore_errors=True)  # a night cut short in an earlier sitting starts over
+            if vectors.exists():
+                shutil.copytree(vectors, root / "cache" / "text_vectors")
+        elif self.last is not None and not (root / "raw").exists():
+            log.warning("carried root %s is missing: seeding it with the night of %s", root, self.last)
+            import_movielens(open_root(root), since=None, before=self.last)
+            self._run(root, self.last)
+            seeded = self.last
+        import_movielens(open_root(root), since=None if self.mode == "fresh" else self.last, before=date)
+        record, lists = self._run(root, date)
+        if seeded:
+            record["seeded"] = seeded
+        scored = [self.data.user_ids[u] for u in np.union1d(cut.warm, cut.cold)]
+        record["lists"] = None if lists is None else {u: lists[u] for u in scored if u in lists}
+        if self.mode == "carried" or record["rc"] == 0 and lists is not None:
+            self.keep.parent.mkdir(parents=True, exist_ok=True)
+            with self.keep.open("a") as f:  # one whole line: a night cut short leaves nothing
+                f.write(json.dumps(record) + "\n")
+        if self.mode == "fresh":
+            if not vectors.exists() and (root / "cache" / "text_vectors").exists():
+                shutil.copytree(root / "cache" / "text_vectors", vectors)
             shutil.rmtree(root, ignore_errors=True)
         self.last = date
-        return lists
+        return record
 
-    def _lists(self, served: Path | None) -> np.ndarray:
-        """The top K of each user's exported list (``served``: ``recs export``'s file;
-        None: nothing served), as rows of item indices padded with -1."""
+    def _lists(self, served: dict[str, list[str]] | None) -> np.ndarray:
+        """The top K of each user's served list as rows of item indices padded with -1
+        (None: nothing served)."""
         lists = np.full((self.data.n_users, K), -1, np.int64)
-        if served is not None:
-            user_row = {u: i for i, u in enumerate(self.data.user_ids)}
-            item_row = {m: i for i, m in enumerate(self.data.item_ids)}
-            for line in served.read_text().splitlines():
-                row = json.loads(line)
-                ids = [item_row[i["item_id"]] for i in row["items"][:K]]
-                lists[user_row[row["user_id"]], :len(ids)] = ids
+        for user, items in (served or {}).items():
+            lists[self.user_row[user], :len(items)] = [self.item_row[i] for i in items]
         return lists
 
     def __call__(self, cut: Cutoff, users: np.ndarray) -> np.ndarray:
         date = str(cut.date.astype("datetime64[D]"))
         if date not in self.lists:
-            self.lists[date] = self._night(date)
+            record = self._night(cut, date)
+            self.log.append({k: v for k, v in record.items() if k != "lists"})
+            self.lists[date] = self._lists(record["lists"])
         return self.lists[date][users]
 
 
@@ -312,6 +343,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="the nightrecs command (another checkout's: its python -m ...)")
     p.add_argument("--pythonpath", default="", help="PYTHONPATH for --cli (another checkout)")
     p.add_argument("--work", type=Path, default=None, help="data roots (default: a temp dir)")
+    p.add_argument("--keep", type=Path, default=None,
+                   help="where finished nights are kept, <mode>.jsonl, to resume (default: --work)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
@@ -338,7 +371,7 @@ def main(argv: list[str] | None = None) -> None:
                 method, chosen[label] = popularity, "-"
             elif name == "nightrecs":
                 mode = label.split("(")[1].rstrip(")")
-                method = Pipeline(data, mode, work, a.cli.split(), env)
+                method = Pipeline(data, mode, work, a.keep or work, a.cli.split(), env)
                 chosen[label] = "shipped defaults, --top-n 20"
             else:
                 params, method = tune(name, tune_cuts)
