@@ -379,10 +379,11 @@ def main(argv: list[str] | None = None) -> None:
             for users in ("warm", "cold"):
                 if name in ("popularity", "recent_popularity") or name == "nightrecs" or users == "warm":
                     results[users][label] = run(method, eval_cuts, users, desc=label)
-            seconds[label] = time.perf_counter() - t
             if name == "nightrecs":  # its nights' own time, kept ones included (not this sitting's)
                 nights[label] = method.log
                 seconds[label] = sum(night["seconds"] for night in method.log)
+            else:
+                seconds[label] = time.perf_counter() - t
             log.info("%s (%s): warm NDCG@%d %.4f", label, chosen[label], K, np.nanmean(results["warm"][label]["ndcg"]))
 
     for users in ("warm", "cold"):
